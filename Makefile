@@ -1,0 +1,40 @@
+# The two commands of the README: `make drill` (main job on the local lab) and `make test`.
+SHELL := /bin/bash
+ROOT  := $(CURDIR)
+export PATH := $(ROOT)/.venv/bin:$(PATH)
+export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
+
+.PHONY: bootstrap lab-up lab-down lab-status drill test test-lint test-sanity test-unit test-integration bench
+
+bootstrap:
+	@scripts/bootstrap
+
+lab-up: bootstrap
+	@lab/labctl up
+
+lab-down:
+	@lab/labctl down
+
+lab-status:
+	@lab/labctl status
+
+drill: lab-up
+	ansible-playbook playbooks/dr_drill.yml
+
+test: bootstrap
+	@scripts/run-tests all
+
+test-lint: bootstrap
+	@scripts/run-tests lint
+
+test-sanity: bootstrap
+	@scripts/run-tests sanity
+
+test-unit: bootstrap
+	@scripts/run-tests unit
+
+test-integration: bootstrap
+	@scripts/run-tests integration
+
+bench: lab-up
+	.venv/bin/python bench/run.py

@@ -1,0 +1,635 @@
+# Copyright: runbook.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The backup-set format shared by every kind of backup (private module_utils).
+
+Layout: ``<root>/<kind>/<source>/<backup_id>/`` with ``manifest.json`` written last and atomically.
+A directory without a valid manifest is not a backup set for any reader. See docs/backup-format.md.
+
+Storage access goes through the small :class:`Storage` interface so that the same code works on a
+local directory today and under an S3 prefix later.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator
+
+FORMAT_NAME = "runbook.stack/backup-set"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ID_FORMAT = "%Y%m%dT%H%M%SZ"
+ID_RE = re.compile(r"^\d{8}T\d{6}Z$")
+KIND_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+HASH_CHUNK = 4 * 1024 * 1024
+
+
+class BackupSetError(Exception):
+    """A backup set is missing, incomplete, corrupt or cannot be written."""
+
+
+# --------------------------------------------------------------------------------------------
+# identifiers and names
+# --------------------------------------------------------------------------------------------
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def format_backup_id(when: _dt.datetime) -> str:
+    return when.astimezone(_dt.timezone.utc).strftime(ID_FORMAT)
+
+
+def parse_backup_id(backup_id: str) -> _dt.datetime:
+    if not isinstance(backup_id, str) or not ID_RE.match(backup_id):
+        raise BackupSetError(f"invalid backup id {backup_id!r}: expected a UTC timestamp YYYYMMDDTHHMMSSZ")
+    try:
+        return _dt.datetime.strptime(backup_id, ID_FORMAT).replace(tzinfo=_dt.timezone.utc)
+    except ValueError as exc:
+        raise BackupSetError(f"invalid backup id {backup_id!r}: {exc}") from exc
+
+
+def iso(when: _dt.datetime) -> str:
+    return when.astimezone(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_SAFE = re.compile(r"[A-Za-z0-9._-]")
+
+
+def source_dirname(source: str) -> str:
+    """Encode a source name (database name, bucket, host:port) as one safe path component.
+
+    Characters outside ``[A-Za-z0-9._-]`` become ``%XX`` (UTF-8 bytes), so the mapping is reversible
+    and two different sources never share a directory.
+    """
+    if not source:
+        raise BackupSetError("the backup source name must not be empty")
+    out = []
+    for ch in source:
+        if _SAFE.match(ch):
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
+    name = "".join(out)
+    if name in (".", ".."):
+        name = name.replace(".", "%2E")
+    return name
+
+
+def validate_kind(kind: str) -> str:
+    if not KIND_RE.match(kind or ""):
+        raise BackupSetError(f"invalid backup kind {kind!r}: expected lower-case letters, digits and _")
+    return kind
+
+
+# --------------------------------------------------------------------------------------------
+# storage interface
+# --------------------------------------------------------------------------------------------
+
+
+class Storage:
+    """Where backup sets live. Paths are '/'-separated and relative to the root."""
+
+    url: str
+
+    def list_dirs(self, rel: str) -> list[str]:  # names of sub-directories of rel ([] when missing)
+        raise NotImplementedError
+
+    def read_bytes(self, rel: str) -> bytes:
+        raise NotImplementedError
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def exists(self, rel: str) -> bool:
+        raise NotImplementedError
+
+    def size(self, rel: str) -> int:
+        raise NotImplementedError
+
+    def sha256(self, rel: str) -> str:
+        raise NotImplementedError
+
+    def remove_tree(self, rel: str) -> None:
+        raise NotImplementedError
+
+    def local_path(self, rel: str) -> str | None:
+        """A filesystem path for rel when this storage is local, else None."""
+        return None
+
+
+class LocalStorage(Storage):
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(os.path.expanduser(root))
+        self.url = self.root
+
+    def _p(self, rel: str) -> str:
+        return os.path.join(self.root, *[p for p in rel.split("/") if p])
+
+    def local_path(self, rel: str) -> str:
+        return self._p(rel)
+
+    def list_dirs(self, rel: str) -> list[str]:
+        try:
+            with os.scandir(self._p(rel)) as it:
+                return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise BackupSetError(f"cannot list {self._p(rel)}: {exc.strerror or exc}") from exc
+
+    def read_bytes(self, rel: str) -> bytes:
+        with open(self._p(rel), "rb") as fh:
+            return fh.read()
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        write_file_atomic(self._p(rel), data)
+
+    def exists(self, rel: str) -> bool:
+        return os.path.exists(self._p(rel))
+
+    def size(self, rel: str) -> int:
+        return os.stat(self._p(rel)).st_size
+
+    def sha256(self, rel: str) -> str:
+        return sha256_file(self._p(rel))
+
+    def remove_tree(self, rel: str) -> None:
+        remove_tree(self._p(rel))
+
+
+def open_storage(root: str) -> Storage:
+    """Storage for a backup root. Local paths now; ``s3://`` roots are added with the S3 modules."""
+    if not root:
+        raise BackupSetError("the backup root must not be empty")
+    if "://" in root:
+        raise BackupSetError(f"backup root {root!r}: only local directories are supported by this version")
+    return LocalStorage(root)
+
+
+# --------------------------------------------------------------------------------------------
+# local file helpers
+# --------------------------------------------------------------------------------------------
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        buf = bytearray(HASH_CHUNK)
+        view = memoryview(buf)
+        while True:
+            n = fh.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file_atomic(path: str, data: bytes, mode: int = FILE_MODE) -> None:
+    """Write data to path via a temp file in the same directory, fsync, rename, fsync the dir."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(directory)
+
+
+def remove_tree(path: str) -> None:
+    def _onerror(func: Callable[..., Any], p: str, exc_info: Any) -> None:
+        # make read-only / 0500 trees removable, then retry once
+        try:
+            os.chmod(os.path.dirname(p), DIR_MODE)
+            os.chmod(p, stat.S_IRWXU)
+        except OSError:
+            pass
+        func(p)
+
+    if os.path.lexists(path):
+        shutil.rmtree(path, onerror=_onerror)
+
+
+def walk_files(base: str) -> list[str]:
+    """Relative '/'-separated paths of every regular file under base, sorted."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, base).replace(os.sep, "/")
+            if rel == MANIFEST:
+                continue
+            out.append(rel)
+    return sorted(out)
+
+
+def secure_tree(base: str) -> None:
+    """Files 0600, directories 0700 below (and including) base."""
+    os.chmod(base, DIR_MODE)
+    for dirpath, dirnames, filenames in os.walk(base):
+        for d in dirnames:
+            os.chmod(os.path.join(dirpath, d), DIR_MODE)
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), FILE_MODE)
+
+
+def hash_files(base: str, rels: Iterable[str], workers: int = 2) -> list[dict[str, Any]]:
+    """[{path, size, sha256}] for files under base; hashing runs in threads (hashlib drops the GIL)."""
+    rels = list(rels)
+
+    def one(rel: str) -> dict[str, Any]:
+        full = os.path.join(base, *rel.split("/"))
+        return {"path": rel, "size": os.stat(full).st_size, "sha256": sha256_file(full)}
+
+    if len(rels) <= 1 or workers <= 1:
+        return [one(r) for r in rels]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, rels))
+
+
+# --------------------------------------------------------------------------------------------
+# manifest
+# --------------------------------------------------------------------------------------------
+
+
+def set_rel(kind: str, source: str, backup_id: str) -> str:
+    return f"{validate_kind(kind)}/{source_dirname(source)}/{backup_id}"
+
+
+def build_manifest(
+    *,
+    kind: str,
+    source: str,
+    backup_id: str,
+    started: _dt.datetime,
+    finished: _dt.datetime,
+    files: list[dict[str, Any]],
+    source_identity: dict[str, Any] | None = None,
+    tool: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
+    facts: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    files = sorted(files, key=lambda f: f["path"])
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "source": source,
+        "backup_id": backup_id,
+        "source_identity": source_identity or {},
+        "started": iso(started),
+        "finished": iso(finished),
+        "duration_s": round((finished - started).total_seconds(), 3),
+        "tool": tool or {},
+        "server": server or {},
+        "files": files,
+        "total_size_bytes": sum(int(f["size"]) for f in files),
+        "facts": facts or {},
+    }
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def check_manifest(manifest: Any, kind: str, source_dir: str, backup_id: str) -> dict[str, Any]:
+    """Structural validation of a parsed manifest against the directory it was found in."""
+    if not isinstance(manifest, dict):
+        raise BackupSetError("manifest is not a JSON object")
+    if manifest.get("format") != FORMAT_NAME:
+        raise BackupSetError(f"manifest format is {manifest.get('format')!r}, expected {FORMAT_NAME!r}")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version < 1 or version > FORMAT_VERSION:
+        raise BackupSetError(f"unsupported manifest format_version {version!r} (this reader knows 1..{FORMAT_VERSION})")
+    for key in ("kind", "source", "backup_id", "started", "finished", "files"):
+        if key not in manifest:
+            raise BackupSetError(f"manifest has no {key!r}")
+    if manifest["kind"] != kind:
+        raise BackupSetError(f"manifest kind {manifest['kind']!r} does not match directory kind {kind!r}")
+    if source_dirname(str(manifest["source"])) != source_dir:
+        raise BackupSetError(f"manifest source {manifest['source']!r} does not match directory {source_dir!r}")
+    if manifest["backup_id"] != backup_id:
+        raise BackupSetError(f"manifest backup_id {manifest['backup_id']!r} does not match directory {backup_id!r}")
+    files = manifest["files"]
+    if not isinstance(files, list):
+        raise BackupSetError("manifest 'files' is not a list")
+    for entry in files:
+        if not isinstance(entry, dict) or not {"path", "size", "sha256"} <= set(entry):
+            raise BackupSetError(f"manifest file entry {entry!r} lacks path/size/sha256")
+        path = str(entry["path"])
+        if path.startswith("/") or ".." in path.split("/") or path == MANIFEST:
+            raise BackupSetError(f"manifest file entry has an unsafe path {path!r}")
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# reading sets
+# --------------------------------------------------------------------------------------------
+
+
+class BackupSet:
+    """One backup set found under a root (valid or not)."""
+
+    def __init__(self, storage: Storage, kind: str, source_dir: str, backup_id: str) -> None:
+        self.storage = storage
+        self.kind = kind
+        self.source_dir = source_dir
+        self.backup_id = backup_id
+        self.rel = f"{kind}/{source_dir}/{backup_id}"
+        self.manifest: dict[str, Any] | None = None
+        self.error: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.manifest is not None and self.error is None
+
+    @property
+    def location(self) -> str:
+        local = self.storage.local_path(self.rel)
+        return local if local else f"{self.storage.url.rstrip('/')}/{self.rel}"
+
+    @property
+    def source(self) -> str:
+        if self.manifest:
+            return str(self.manifest["source"])
+        return self.source_dir
+
+    @property
+    def when(self) -> _dt.datetime:
+        return parse_backup_id(self.backup_id)
+
+    def load(self, check_sizes: bool = True) -> BackupSet:
+        """Read and validate the manifest; with check_sizes, every listed file must exist at its size."""
+        mrel = f"{self.rel}/{MANIFEST}"
+        try:
+            raw = self.storage.read_bytes(mrel)
+        except FileNotFoundError:
+            self.error = "no manifest (incomplete or interrupted backup)"
+            return self
+        except OSError as exc:
+            self.error = f"cannot read manifest: {exc.strerror or exc}"
+            return self
+        try:
+            manifest = json.loads(raw.decode("utf-8"))
+            check_manifest(manifest, self.kind, self.source_dir, self.backup_id)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.error = f"manifest is not valid JSON: {exc}"
+            return self
+        except BackupSetError as exc:
+            self.error = str(exc)
+            return self
+        self.manifest = manifest
+        if check_sizes:
+            problem = self._size_problem()
+            if problem:
+                self.error = problem
+        return self
+
+    def _size_problem(self) -> str | None:
+        assert self.manifest is not None
+        for entry in self.manifest["files"]:
+            rel = f"{self.rel}/{entry['path']}"
+            try:
+                size = self.storage.size(rel)
+            except FileNotFoundError:
+                return f"file {entry['path']} listed in the manifest is missing"
+            except OSError as exc:
+                return f"cannot stat {entry['path']}: {exc.strerror or exc}"
+            if size != int(entry["size"]):
+                return f"size mismatch on {entry['path']}: manifest {entry['size']} bytes, found {size}"
+        return None
+
+    def verify(self, workers: int = 2) -> list[str]:
+        """Re-hash every file; return a list of problems (empty when the set is intact)."""
+        if self.manifest is None:
+            return [self.error or "no manifest"]
+        problems: list[str] = []
+        size_problem = self._size_problem()
+        if size_problem:
+            return [size_problem]
+
+        def one(entry: dict[str, Any]) -> str | None:
+            try:
+                digest = self.storage.sha256(f"{self.rel}/{entry['path']}")
+            except OSError as exc:
+                return f"cannot read {entry['path']}: {exc.strerror or exc}"
+            if digest != entry["sha256"]:
+                return f"checksum mismatch on {entry['path']}"
+            return None
+
+        entries = self.manifest["files"]
+        if workers > 1 and len(entries) > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(one, entries))
+        else:
+            results = [one(e) for e in entries]
+        problems.extend(r for r in results if r)
+        return problems
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "source": self.source,
+            "backup_id": self.backup_id,
+            "path": self.location,
+            "valid": self.valid,
+        }
+        if self.error:
+            out["error"] = self.error
+        if self.manifest:
+            out["started"] = self.manifest.get("started")
+            out["finished"] = self.manifest.get("finished")
+            out["size_bytes"] = self.manifest.get("total_size_bytes")
+            out["file_count"] = len(self.manifest.get("files", []))
+        return out
+
+
+def iter_sets(storage: Storage, kind: str | None = None, source: str | None = None) -> Iterator[BackupSet]:
+    """Every directory that looks like a backup set (valid or not), unordered, unloaded."""
+    kinds = [validate_kind(kind)] if kind else [k for k in storage.list_dirs("") if KIND_RE.match(k)]
+    for k in kinds:
+        sources = [source_dirname(source)] if source else storage.list_dirs(k)
+        for s in sources:
+            for bid in storage.list_dirs(f"{k}/{s}"):
+                if ID_RE.match(bid):
+                    yield BackupSet(storage, k, s, bid)
+
+
+def list_sets(
+    storage: Storage, kind: str | None = None, source: str | None = None, check_sizes: bool = True
+) -> list[BackupSet]:
+    """All sets, loaded, newest first (by backup id)."""
+    sets = [s.load(check_sizes=check_sizes) for s in iter_sets(storage, kind, source)]
+    sets.sort(key=lambda s: (s.backup_id, s.kind, s.source_dir), reverse=True)
+    return sets
+
+
+def find_set(storage: Storage, kind: str, source: str, backup_id: str) -> BackupSet:
+    """The set with that id (``latest`` = newest valid one). Raises BackupSetError when none fits."""
+    if backup_id == "latest":
+        for candidate in list_sets(storage, kind, source):
+            if candidate.valid:
+                return candidate
+        raise BackupSetError(f"no valid {kind} backup set of {source!r} under {storage.url}")
+    parse_backup_id(backup_id)
+    found = BackupSet(storage, kind, source_dirname(source), backup_id)
+    if not storage.exists(found.rel):
+        raise BackupSetError(f"no {kind} backup set {backup_id} of {source!r} under {storage.url}")
+    found.load()
+    if not found.valid:
+        raise BackupSetError(f"{kind} backup set {backup_id} of {source!r} is not valid: {found.error}")
+    return found
+
+
+def open_set_path(path: str, kind: str | None = None) -> BackupSet:
+    """A set given directly by its directory ``<root>/<kind>/<source>/<backup_id>``."""
+    path = os.path.abspath(os.path.expanduser(path))
+    backup_id = os.path.basename(path)
+    source_dir = os.path.basename(os.path.dirname(path))
+    found_kind = os.path.basename(os.path.dirname(os.path.dirname(path)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(path)))
+    if not os.path.isdir(path):
+        raise BackupSetError(f"backup set path {path} does not exist or is not a directory")
+    if not ID_RE.match(backup_id):
+        raise BackupSetError(f"backup set path {path} does not end in a backup id (YYYYMMDDTHHMMSSZ)")
+    if kind and found_kind != kind:
+        raise BackupSetError(f"backup set path {path} is a {found_kind!r} set, expected {kind!r}")
+    found = BackupSet(LocalStorage(root), found_kind, source_dir, backup_id).load()
+    if not found.valid:
+        raise BackupSetError(f"backup set {path} is not valid: {found.error}")
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# writing sets (local)
+# --------------------------------------------------------------------------------------------
+
+
+class LocalSetWriter:
+    """Create a new local set directory, let the caller fill it, then seal it with the manifest.
+
+    Usage::
+
+        writer = LocalSetWriter(root, "postgresql", "app").create()
+        try:
+            ...write files under writer.path...
+            manifest = writer.seal(...)
+        except BaseException:
+            writer.discard()
+            raise
+
+    Until ``seal`` has renamed the manifest into place, the directory is not a backup set.
+    """
+
+    def __init__(self, root: str, kind: str, source: str, now: Callable[[], _dt.datetime] = utcnow) -> None:
+        self.root = os.path.abspath(os.path.expanduser(root))
+        self.kind = validate_kind(kind)
+        self.source = source
+        self._now = now
+        self.backup_id = ""
+        self.started: _dt.datetime | None = None
+        self.path = ""
+
+    def create(self, max_wait_s: float = 5.0) -> LocalSetWriter:
+        parent = os.path.join(self.root, self.kind, source_dirname(self.source))
+        try:
+            os.makedirs(parent, mode=DIR_MODE, exist_ok=True)
+        except OSError as exc:
+            raise BackupSetError(f"cannot create backup directory under {self.root}: {exc.strerror or exc}") from exc
+        deadline = time.monotonic() + max_wait_s
+        while True:
+            started = self._now()
+            backup_id = format_backup_id(started)
+            path = os.path.join(parent, backup_id)
+            try:
+                os.mkdir(path, DIR_MODE)
+            except FileExistsError:
+                # another set already has this second: wait for the next one (ids stay true start times)
+                if time.monotonic() > deadline:
+                    raise BackupSetError(f"cannot allocate a unique backup id under {parent}") from None
+                time.sleep(1.0 - (started.microsecond / 1e6) + 0.001)
+                continue
+            except OSError as exc:
+                raise BackupSetError(f"cannot create backup directory {path}: {exc.strerror or exc}") from exc
+            self.backup_id, self.started, self.path = backup_id, started, path
+            os.chmod(path, DIR_MODE)
+            return self
+
+    def seal(self, hash_workers: int = 2, **manifest_fields: Any) -> dict[str, Any]:
+        """Hash every file, write manifest.json atomically, return the manifest."""
+        assert self.started is not None
+        secure_tree(self.path)
+        files = hash_files(self.path, walk_files(self.path), workers=hash_workers)
+        manifest = build_manifest(
+            kind=self.kind,
+            source=self.source,
+            backup_id=self.backup_id,
+            started=self.started,
+            finished=self._now(),
+            files=files,
+            **manifest_fields,
+        )
+        write_file_atomic(os.path.join(self.path, MANIFEST), manifest_bytes(manifest))
+        return manifest
+
+    def discard(self) -> None:
+        if self.path:
+            remove_tree(self.path)
+
+
+# --------------------------------------------------------------------------------------------
+# retention
+# --------------------------------------------------------------------------------------------
+
+
+def select_prune(
+    sets: list[BackupSet], keep_last: int | None, keep_days: float | None, now: _dt.datetime
+) -> tuple[list[BackupSet], list[BackupSet]]:
+    """Split the VALID sets of one source into (keep, remove), newest first.
+
+    A set is kept when it is among the newest ``keep_last`` valid sets or younger than ``keep_days``
+    days. With neither rule, nothing is removed. The newest valid set is never removed.
+    Invalid sets are not considered here (callers report them separately).
+    """
+    valid = sorted((s for s in sets if s.valid), key=lambda s: s.backup_id, reverse=True)
+    if keep_last is None and keep_days is None:
+        return valid, []
+    keep: list[BackupSet] = []
+    remove: list[BackupSet] = []
+    for idx, s in enumerate(valid):
+        by_count = keep_last is not None and idx < keep_last
+        by_age = keep_days is not None and (now - s.when).total_seconds() < keep_days * 86400
+        if idx == 0 or by_count or by_age:
+            keep.append(s)
+        else:
+            remove.append(s)
+    return keep, remove
