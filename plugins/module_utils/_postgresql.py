@@ -15,8 +15,10 @@ import re
 import shutil
 import subprocess
 import traceback
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
@@ -37,6 +39,17 @@ except ImportError:  # pragma: no cover - reported by the module via missing_req
 
 class PostgresError(Exception):
     """A foreseeable PostgreSQL fault, already phrased for the operator."""
+
+
+# psycopg2's base error when available: main() catches these once, next to PostgresError.
+DB_ERRORS: tuple[type[BaseException], ...] = (psycopg2.Error,) if HAS_PSYCOPG2 else ()
+
+
+def db_error_text(exc: BaseException) -> str:
+    """One line from a psycopg2 error: SQLSTATE name and the server's message."""
+    code = getattr(exc, "pgcode", None)
+    text = " ".join(str(getattr(exc, "pgerror", None) or exc).split())
+    return f"{text} (SQLSTATE {code})" if code else text
 
 
 def postgres_argument_spec() -> dict[str, Any]:
@@ -176,7 +189,12 @@ def query_dicts(conn: Any, statement: Any, args: Sequence[Any] | dict[str, Any] 
         return [dict(zip(cols, row)) for row in cur.fetchall()]
 
 
-def execute(conn: Any, statement: Any, args: Sequence[Any] | dict[str, Any] | None = None) -> None:
+def execute(
+    conn: Any, statement: Any, args: Sequence[Any] | dict[str, Any] | None = None, idents: Sequence[str] = ()
+) -> None:
+    """Run one statement; ``idents`` fill its ``{}`` placeholders as quoted identifiers."""
+    if idents:
+        statement = sql.SQL(statement).format(*[ident(i) for i in idents])
     with conn.cursor() as cur:
         cur.execute(statement, args)
 
@@ -349,3 +367,185 @@ def database_facts(conn: Any, name: str) -> dict[str, Any]:
             settings.append({"role": row["role"], "name": key, "value": value})
     facts["settings"] = settings
     return facts
+
+
+def conninfo_dbname(name: str) -> str:
+    """A libpq conninfo string selecting database ``name`` (safe for names with '=', spaces, quotes)."""
+    escaped = name.replace("\\", "\\\\").replace("'", "\\'")
+    return f"dbname='{escaped}'"
+
+
+def count_rows_parallel(info: ConnInfo, dbname: str, workers: int) -> dict[str, int]:
+    """Row counts of every user table of dbname, spread over ``workers`` connections."""
+    conn = connect(info, dbname=dbname)
+    try:
+        tables = user_tables(conn)
+        if workers <= 1 or len(tables) <= 1:
+            return count_rows(conn, tables)
+    finally:
+        conn.close()
+    chunks = [tables[i::workers] for i in range(workers)]
+
+    def one(chunk: list[tuple[str, str]]) -> dict[str, int]:
+        c = connect(info, dbname=dbname)
+        try:
+            return count_rows(c, chunk)
+        finally:
+            c.close()
+
+    counts: dict[str, int] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for part in pool.map(one, [c for c in chunks if c]):
+            counts.update(part)
+    return counts
+
+
+def create_database_sql(name: str, facts: dict[str, Any]) -> Any:
+    """CREATE DATABASE like the original: owner, encoding and locale, from template0."""
+    return sql.SQL(
+        "CREATE DATABASE {} WITH OWNER = {} ENCODING = {} LC_COLLATE = {} LC_CTYPE = {} TEMPLATE = template0"
+    ).format(
+        ident(name),
+        ident(facts["owner"]),
+        sql.Literal(facts["encoding"]),
+        sql.Literal(facts["collate"]),
+        sql.Literal(facts["ctype"]),
+    )
+
+
+def terminate_sessions(conn: Any, dbname: str) -> int:
+    rows = query(
+        conn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        [dbname],
+    )
+    return len(rows)
+
+
+def drop_database(conn: Any, dbname: str) -> None:
+    """Drop a database, terminating its sessions first (``WITH (FORCE)``, PostgreSQL 13+)."""
+    if int(conn.server_version) >= 130000:
+        execute(conn, "DROP DATABASE IF EXISTS {} WITH (FORCE)", idents=(dbname,))
+    else:
+        terminate_sessions(conn, dbname)
+        execute(conn, "DROP DATABASE IF EXISTS {}", idents=(dbname,))
+
+
+# --- database-level ACL and settings --------------------------------------------------------
+
+_ACL_PRIVS = {"C": "CREATE", "T": "TEMPORARY", "c": "CONNECT"}
+# GUCs whose values are lists that ALTER ... SET takes as several literals (pg_dump's GUC_LIST_QUOTE set)
+LIST_GUCS = {
+    "search_path",
+    "temp_tablespaces",
+    "session_preload_libraries",
+    "local_preload_libraries",
+    "shared_preload_libraries",
+    "dynamic_library_path",
+}
+
+
+def parse_aclitem(item: str) -> tuple[str, list[tuple[str, bool]]]:
+    """'grantee=CTc*/grantor' -> (grantee or '' for PUBLIC, [(privilege, with_grant_option)])."""
+    grantee, _, rest = item.partition("=")
+    privs_text = rest.split("/", 1)[0]
+    if grantee.startswith('"') and grantee.endswith('"'):
+        grantee = grantee[1:-1].replace('""', '"')
+    privs: list[tuple[str, bool]] = []
+    for i, ch in enumerate(privs_text):
+        if ch == "*":
+            continue
+        if ch not in _ACL_PRIVS:
+            raise PostgresError(f"unknown database privilege {ch!r} in ACL item {item!r}")
+        privs.append((_ACL_PRIVS[ch], i + 1 < len(privs_text) and privs_text[i + 1] == "*"))
+    return grantee, privs
+
+
+def split_guc_list(value: str) -> list[str]:
+    """Split a stored list GUC ('app, "My Schema", public') into its elements, as pg_dump does."""
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = False
+    i = 0
+    while i < len(value):
+        ch = value[i]
+        if quoted:
+            if ch == '"' and i + 1 < len(value) and value[i + 1] == '"':
+                cur.append('"')
+                i += 1
+            elif ch == '"':
+                quoted = False
+            else:
+                cur.append(ch)
+        elif ch == '"':
+            quoted = True
+        elif ch == ",":
+            out.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    last = "".join(cur).strip()
+    if last or out:
+        out.append(last)
+    return out
+
+
+def setting_sql(name: str, value: str) -> Any:
+    if name.lower() in LIST_GUCS:
+        parts = split_guc_list(value)
+        return sql.SQL(", ").join(sql.Literal(v) for v in parts) if parts else sql.Literal("")
+    return sql.Literal(value)
+
+
+def missing_roles(conn: Any, facts: dict[str, Any]) -> list[str]:
+    """Roles the database facts refer to that do not exist on this server, each with why it is needed."""
+    needed: dict[str, str] = {facts["owner"]: "owner"}
+    for item in facts.get("acl") or []:
+        grantee, _ = parse_aclitem(item)
+        if grantee:
+            needed.setdefault(grantee, "grantee")
+    for setting in facts.get("settings") or []:
+        if setting["role"]:
+            needed.setdefault(setting["role"], "has settings in the database")
+    existing = {r[0] for r in query(conn, "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [list(needed)])}
+    return [f"{role} ({why})" for role, why in needed.items() if role not in existing]
+
+
+def apply_database_facts(conn: Any, dbname: str, facts: dict[str, Any]) -> list[str]:
+    """Re-apply ACL, comment, connection limit and settings of the original database to dbname."""
+    statements: list[Any] = []
+    db = ident(dbname)
+    acl = facts.get("acl") or []
+    if acl:  # NULL datacl means default privileges: nothing to do
+        statements.append(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC, {}").format(db, ident(facts["owner"])))
+        for item in acl:
+            grantee, privs = parse_aclitem(item)
+            who = ident(grantee) if grantee else sql.SQL("PUBLIC")
+            for priv, grant_option in privs:
+                statements.append(
+                    sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+                        sql.SQL(priv), db, who, sql.SQL(" WITH GRANT OPTION" if grant_option else "")
+                    )
+                )
+    if facts.get("comment") is not None:
+        statements.append(sql.SQL("COMMENT ON DATABASE {} IS {}").format(db, sql.Literal(facts["comment"])))
+    limit = facts.get("connection_limit")
+    if limit is not None and int(limit) != -1:
+        statements.append(sql.SQL("ALTER DATABASE {} CONNECTION LIMIT {}").format(db, sql.Literal(int(limit))))
+    for setting in facts.get("settings") or []:
+        value = setting_sql(setting["name"], setting["value"])
+        if setting["role"]:
+            statements.append(
+                sql.SQL("ALTER ROLE {} IN DATABASE {} SET {} = {}").format(
+                    ident(setting["role"]), db, ident(setting["name"]), value
+                )
+            )
+        else:
+            statements.append(sql.SQL("ALTER DATABASE {} SET {} = {}").format(db, ident(setting["name"]), value))
+    done = []
+    with conn.cursor() as cur:
+        for st in statements:
+            cur.execute(st)
+            done.append(st.as_string(conn))
+    return done

@@ -1,0 +1,395 @@
+#!/usr/bin/python
+# Copyright: runbook.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: postgresql_backup
+short_description: Back up one PostgreSQL database into a verified backup set
+version_added: 0.1.0
+description:
+  - Dumps one database with C(pg_dump --format=directory --jobs=N) into a new backup set
+    C(<dest>/postgresql/<database>/<backup_id>/) and seals it with a C(manifest.json) that lists every
+    file with its size and SHA-256, the exact row count of every table, and the database-level
+    properties that C(pg_dump) leaves out (owner, encoding, locale, ACL, comment, connection limit,
+    C(ALTER DATABASE ... SET) and C(ALTER ROLE ... IN DATABASE ... SET) settings).
+  - Row counts are taken inside the same snapshot as the dump (the module exports a snapshot and
+    hands it to C(pg_dump --snapshot)), so they describe exactly what was dumped, and they are counted
+    while C(pg_dump) runs.
+  - If C(pg_dump) fails in any way, or the module is interrupted, the partial directory is removed and
+    no manifest is written; a directory without a valid manifest is never treated as a backup.
+  - The backup-set format is described in C(docs/backup-format.md) of the collection.
+author: runbook.stack maintainers
+extends_documentation_fragment:
+  - runbook.stack.postgresql
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Connects, lists the tables and their estimated sizes and checks that O(dest) is writable; writes nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+    details: Every real run creates a new backup set.
+  platform:
+    platforms: posix
+options:
+  name:
+    description: Name of the database to back up.
+    type: str
+    required: true
+    aliases: [db]
+  dest:
+    description:
+      - Backup root directory. The set is created at C(<dest>/postgresql/<name>/<backup_id>/).
+      - Created (mode 0700) when missing.
+    type: path
+    required: true
+  jobs:
+    description:
+      - Number of parallel C(pg_dump) jobs (C(--jobs)). Defaults to min(4, number of CPUs).
+      - Each job holds one extra connection to the server.
+    type: int
+  compress:
+    description:
+      - Compression level 0-9 passed to C(pg_dump --compress). 0 disables compression.
+      - When not set, C(pg_dump)'s own default (gzip, default level) is used.
+    type: int
+  pg_bin_dir:
+    description:
+      - Directory holding C(pg_dump). By default the newest suitable one is found in the versioned
+        PostgreSQL directories (C(/usr/lib/postgresql/<major>/bin), C(/usr/pgsql-<major>/bin)) or on E(PATH).
+    type: path
+  timeout:
+    description: Seconds after which C(pg_dump) is stopped and the backup fails. 0 means no limit.
+    type: int
+    default: 0
+seealso:
+  - module: runbook.stack.postgresql_restore
+  - module: runbook.stack.backup_info
+  - module: runbook.stack.backup_prune
+requirements:
+  - psycopg2
+  - pg_dump of the server's major version or newer
+"""
+
+EXAMPLES = r"""
+- name: Back up the application database
+  runbook.stack.postgresql_backup:
+    name: app
+    dest: /var/backups/runbook
+    jobs: 4
+    login_host: db1.internal
+    login_user: backup
+    login_password: "{{ vault_postgresql_backup_password }}"
+  register: pg_backup
+
+- name: Show where it went
+  ansible.builtin.debug:
+    msg: "{{ pg_backup.backup.id }} -> {{ pg_backup.backup.path }} ({{ pg_backup.backup.size_bytes }} bytes)"
+
+- name: Set the connection once for every PostgreSQL module of the play
+  module_defaults:
+    group/runbook.stack.postgresql:
+      login_host: 127.0.0.1
+      login_port: 5432
+      login_user: postgres
+  block:
+    - name: Nightly dump, lighter compression for speed
+      runbook.stack.postgresql_backup:
+        db: app
+        dest: /var/backups/runbook
+        compress: 1
+"""
+
+RETURN = r"""
+backup:
+  description: The backup set that was written (in check mode, what would be backed up).
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: Backup id (UTC start time). Not returned in check mode.
+      type: str
+      sample: 20261122T020000Z
+    path:
+      description: Directory of the set (check mode: its parent).
+      type: str
+      sample: /var/backups/runbook/postgresql/app/20261122T020000Z
+    size_bytes:
+      description: Total size of the files of the set (check mode: the database size on the server).
+      type: int
+      sample: 52428800
+    duration_s:
+      description: Seconds from start to sealed manifest.
+      type: float
+      sample: 12.41
+    tables:
+      description: Row count per table (C(schema.table)); in check mode the planner's estimate.
+      type: dict
+      sample: {"public.orders": 120000, "public.customers": 5000}
+    manifest:
+      description: The full manifest as written. Not returned in check mode.
+      type: dict
+commands:
+  description: Commands that ran (or would run), passwords never included (they travel in the environment).
+  returned: always
+  type: list
+  elements: str
+  sample: ["/usr/lib/postgresql/15/bin/pg_dump --format=directory --jobs=4 --snapshot=00000003-0000001B-1 --file=/var/backups/runbook/postgresql/app/20261122T020000Z/data"]
+server_version:
+  description: Server version.
+  returned: always
+  type: str
+  sample: "15.18"
+duration_s:
+  description: Wall-clock seconds the module spent.
+  returned: always
+  type: float
+  sample: 12.9
+"""
+
+import os
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
+    BackupSetError,
+    LocalSetWriter,
+    set_rel,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
+    DB_ERRORS,
+    HAS_PSYCOPG2,
+    PSYCOPG2_IMPORT_ERROR,
+    ConnInfo,
+    PostgresError,
+    conn_info,
+    connect,
+    count_rows,
+    database_facts,
+    db_error_text,
+    find_tool,
+    libpq_env,
+    postgres_argument_spec,
+    query,
+    server_version,
+    shown_command,
+    tail,
+    user_tables,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._process import (
+    Interrupted,
+    die_with_parent,
+    terminate_on_signals,
+)
+
+KIND = "postgresql"
+
+
+def default_jobs() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def check_dest_writable(dest: str) -> None:
+    """Fail now, with the path and cause, when the backup root cannot be created or written."""
+    probe = os.path.abspath(dest)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise BackupSetError(f"dest {dest} is not usable: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BackupSetError(f"dest {dest} is not writable: no write permission on {probe}")
+
+
+def estimated_tables(conn: Any) -> dict[str, int]:
+    rows = query(
+        conn,
+        """SELECT n.nspname || '.' || c.relname, GREATEST(c.reltuples, 0)::bigint
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+             AND n.nspname NOT LIKE 'pg\\_toast%%' ORDER BY 1""",
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def pg_dump_argv(pg_dump: str, out_dir: str, jobs: int, compress: int | None, snapshot: str | None) -> list[str]:
+    argv = [pg_dump, "--format=directory", f"--jobs={jobs}", "--no-password", f"--file={out_dir}"]
+    if compress is not None:
+        argv.append(f"--compress={compress}")
+    if snapshot:
+        argv.append(f"--snapshot={snapshot}")
+    # The database name travels in PGDATABASE: a name containing '=' would be read as a conninfo string.
+    return argv
+
+
+def source_identity(conn: Any, info: ConnInfo, name: str) -> dict[str, Any]:
+    sysid = query(conn, "SELECT system_identifier::text FROM pg_control_system()")[0][0]
+    return {"host": info.host, "port": info.port, "database": name, "system_identifier": sysid}
+
+
+def plan_backup(info: ConnInfo, name: str, dest: str, jobs: int, compress: int | None, bin_dir: str | None) -> dict:
+    conn = connect(info, dbname=name)
+    try:
+        num, version = server_version(conn)
+        pg_dump, _ = find_tool("pg_dump", num // 10000, bin_dir)
+        facts = database_facts(conn, name)
+        tables = estimated_tables(conn)
+    finally:
+        conn.close()
+    check_dest_writable(dest)
+    parent = os.path.join(os.path.abspath(dest), os.path.dirname(set_rel(KIND, name, "x")))
+    argv = pg_dump_argv(pg_dump, os.path.join(parent, "<backup_id>", "data"), jobs, compress, "<snapshot>")
+    return {
+        "changed": True,
+        "backup": {"path": parent, "size_bytes": int(facts["size_bytes"]), "tables": tables},
+        "commands": [shown_command(argv)],
+        "server_version": version,
+    }
+
+
+def run_backup(
+    info: ConnInfo, name: str, dest: str, jobs: int, compress: int | None, bin_dir: str | None, timeout: int
+) -> dict:
+    conn = connect(info, dbname=name)
+    snap_conn = None
+    writer = None
+    try:
+        num, version = server_version(conn)
+        pg_dump, pg_dump_version = find_tool("pg_dump", num // 10000, bin_dir)
+        facts = database_facts(conn, name)
+        identity = source_identity(conn, info, name)
+        conn.close()
+
+        check_dest_writable(dest)
+        writer = LocalSetWriter(dest, KIND, name).create()
+
+        # One exported snapshot for pg_dump and for our row counts: the counts describe the dump exactly.
+        snap_conn = connect(info, dbname=name, autocommit=False)
+        snap_conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        snapshot = query(snap_conn, "SELECT pg_export_snapshot()")[0][0]
+
+        argv = pg_dump_argv(pg_dump, os.path.join(writer.path, "data"), jobs, compress, snapshot)
+        with tempfile.TemporaryFile() as errf:
+            proc = subprocess.Popen(
+                argv,
+                env=libpq_env(info, name),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errf,
+                preexec_fn=die_with_parent,
+            )
+            try:
+                tables = count_rows(snap_conn, user_tables(snap_conn))
+                rc = proc.wait(timeout=timeout or None)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise PostgresError(f"pg_dump did not finish within {timeout} s") from None
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            errf.seek(0)
+            stderr = errf.read()
+        if rc != 0:
+            raise PostgresError(f"pg_dump exited {rc}: {tail(stderr) or 'no output'}")
+        snap_conn.rollback()
+        snap_conn.close()
+        snap_conn = None
+
+        manifest = writer.seal(
+            hash_workers=max(2, jobs),
+            source_identity=identity,
+            tool={
+                "name": "pg_dump",
+                "version": pg_dump_version,
+                "format": "directory",
+                "jobs": jobs,
+                "compress": compress,
+            },
+            server={"version": version, "version_num": num},
+            facts={"database": facts, "tables": tables, "dump_format": "directory", "dump_dir": "data"},
+        )
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    finally:
+        if snap_conn is not None:
+            snap_conn.close()
+        if not conn.closed:
+            conn.close()
+    return {
+        "changed": True,
+        "backup": {
+            "id": manifest["backup_id"],
+            "path": writer.path,
+            "size_bytes": manifest["total_size_bytes"],
+            "duration_s": manifest["duration_s"],
+            "tables": tables,
+            "manifest": manifest,
+        },
+        "commands": [shown_command(argv)],
+        "server_version": version,
+    }
+
+
+def main() -> None:
+    argument_spec = postgres_argument_spec()
+    argument_spec.update(
+        name=dict(type="str", required=True, aliases=["db"]),
+        dest=dict(type="path", required=True),
+        jobs=dict(type="int"),
+        compress=dict(type="int"),
+        pg_bin_dir=dict(type="path"),
+        timeout=dict(type="int", default=0),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_PSYCOPG2:
+        module.fail_json(msg=missing_required_lib("psycopg2"), exception=PSYCOPG2_IMPORT_ERROR)
+
+    p = module.params
+    name = p["name"]
+    jobs = default_jobs() if p["jobs"] is None else p["jobs"]
+    if jobs < 1:
+        module.fail_json(msg=f"jobs must be 1 or more, got {jobs}")
+    if p["compress"] is not None and not 0 <= p["compress"] <= 9:
+        module.fail_json(msg=f"compress must be a level from 0 to 9, got {p['compress']}")
+    if p["timeout"] < 0:
+        module.fail_json(msg=f"timeout must be 0 (no limit) or a positive number of seconds, got {p['timeout']}")
+    if not name:
+        module.fail_json(msg="name must be a database name, got an empty string")
+
+    started = time.monotonic()
+    try:
+        info = conn_info(p)
+        if module.check_mode:
+            result = plan_backup(info, name, p["dest"], jobs, p["compress"], p["pg_bin_dir"])
+        else:
+            with terminate_on_signals():
+                result = run_backup(info, name, p["dest"], jobs, p["compress"], p["pg_bin_dir"], p["timeout"])
+    except (PostgresError, BackupSetError) as exc:
+        module.fail_json(msg=f"cannot back up database {name!r}: {exc}")
+    except DB_ERRORS as exc:
+        module.fail_json(msg=f"cannot back up database {name!r}: {db_error_text(exc)}")
+    except OSError as exc:
+        module.fail_json(msg=f"cannot back up database {name!r} to {p['dest']}: {exc.strerror or exc}")
+    except Interrupted as exc:
+        module.fail_json(msg=f"backup of database {name!r} {exc}; the partial backup set was removed")
+    result["duration_s"] = round(time.monotonic() - started, 3)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
