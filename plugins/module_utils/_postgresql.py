@@ -214,7 +214,7 @@ def database_exists(conn: Any, name: str) -> bool:
 # client tools
 # ---------------------------------------------------------------------------------------------
 
-_VERSION_RE = re.compile(r"(\d+)(?:\.(\d+))?")
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
 def tool_version(path: str) -> tuple[int, str]:
@@ -223,7 +223,7 @@ def tool_version(path: str) -> tuple[int, str]:
         out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20, check=False).stdout
     except OSError as exc:
         raise PostgresError(f"cannot run {path}: {exc.strerror or exc}") from None
-    m = _VERSION_RE.search(out.split(")")[-1] if ")" in out else out)
+    m = _VERSION_RE.search(out)
     if not m:
         raise PostgresError(f"cannot read the version of {path} from {out.strip()!r}")
     return int(m.group(1)), out.strip()
@@ -371,6 +371,8 @@ def database_facts(conn: Any, name: str) -> dict[str, Any]:
 
 def conninfo_dbname(name: str) -> str:
     """A libpq conninfo string selecting database ``name`` (safe for names with '=', spaces, quotes)."""
+    if re.fullmatch(r"[A-Za-z0-9_]+", name):
+        return f"dbname={name}"
     escaped = name.replace("\\", "\\\\").replace("'", "\\'")
     return f"dbname='{escaped}'"
 
@@ -549,3 +551,42 @@ def apply_database_facts(conn: Any, dbname: str, facts: dict[str, Any]) -> list[
             cur.execute(st)
             done.append(st.as_string(conn))
     return done
+
+
+# ---------------------------------------------------------------------------------------------
+# sessions (postgresql_health_info, postgresql_maintenance)
+# ---------------------------------------------------------------------------------------------
+
+
+def error_text(exc: BaseException) -> str:
+    """The server's primary message of a psycopg2 error on one line (no 'ERROR:' prefix, no LINE/caret)."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    return " ".join(str(primary or exc).split()) or type(exc).__name__
+
+
+IDLE_IN_TRANSACTION_SQL = """
+SELECT pid, usename, datname, application_name, host(client_addr) AS client_addr, state,
+       round(extract(epoch FROM clock_timestamp() - state_change)::numeric, 3)::float8 AS state_age_s,
+       round(extract(epoch FROM clock_timestamp() - xact_start)::numeric, 3)::float8 AS xact_age_s,
+       left(query, 200) AS query{terminate}
+FROM pg_stat_activity
+WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')
+  AND pid <> pg_backend_pid()
+  AND clock_timestamp() - state_change >= make_interval(secs => %(min_s)s)
+  AND (%(dbname)s::text IS NULL OR datname = %(dbname)s::text)
+ORDER BY state_change
+"""
+
+
+def idle_in_transaction_sessions(
+    conn: Any, min_s: float, dbname: str | None = None, terminate: bool = False
+) -> list[dict]:
+    """Other sessions idle in a transaction for at least ``min_s`` seconds, oldest first (query cut to 200
+    characters). With ``terminate``, each is terminated in the same statement (waiting up to 5 s for the
+    backend to exit on PostgreSQL 14+) and its row carries ``terminated`` (bool)."""
+    column = ""
+    if terminate:
+        wait = ", 5000" if int(conn.server_version) >= 140000 else ""
+        column = f",\n       pg_terminate_backend(pid{wait}) AS terminated"
+    return query_dicts(conn, IDLE_IN_TRANSACTION_SQL.format(terminate=column), dict(min_s=float(min_s), dbname=dbname))

@@ -280,16 +280,9 @@ def verify_set(bset: BackupSet, workers: int) -> int:
     return len(bset.manifest["files"])
 
 
-def restore_into(
-    info: ConnInfo, admin: Any, db: str, bset: BackupSet, pg_restore: str, jobs: int, steps: Steps, commands: list
-) -> dict[str, int]:
-    """Create db like the original, pg_restore the set into it, re-apply database facts, verify counts."""
-    manifest = bset.manifest
-    facts = manifest["facts"]["database"]
-    data_dir = os.path.join(bset.location, manifest["facts"].get("dump_dir", "data"))
-    with steps.step(f"create database {db}"):
-        execute(admin, create_database_sql(db, facts))
-    argv = [
+def pg_restore_argv(pg_restore: str, jobs: int, db: str, bset: BackupSet) -> list[str]:
+    data_dir = os.path.join(bset.location, bset.manifest["facts"].get("dump_dir", "data"))
+    return [
         pg_restore,
         f"--jobs={jobs}",
         "--exit-on-error",
@@ -297,6 +290,17 @@ def restore_into(
         f"--dbname={conninfo_dbname(db)}",
         data_dir,
     ]
+
+
+def restore_into(
+    info: ConnInfo, admin: Any, db: str, bset: BackupSet, pg_restore: str, jobs: int, steps: Steps, commands: list
+) -> dict[str, int]:
+    """Create db like the original, pg_restore the set into it, re-apply database facts, verify counts."""
+    manifest = bset.manifest
+    facts = manifest["facts"]["database"]
+    with steps.step(f"create database {db}"):
+        execute(admin, create_database_sql(db, facts))
+    argv = pg_restore_argv(pg_restore, jobs, db, bset)
     commands.append(shown_command(argv))
     with steps.step(f"pg_restore into {db}"):
         run_tool(argv, libpq_env(info, db), what=f"pg_restore into {db!r} failed", secret=info.password)
@@ -363,7 +367,7 @@ def swap_in(admin: Any, target: str, temp: str, previous: str, timeout: int, ste
     return True
 
 
-def plan(params: dict[str, Any], bset: BackupSet, name: str, verified: int, exists: bool, pg_restore: str) -> dict:
+def plan(params: dict[str, Any], bset: BackupSet, name: str, verified: int, exists: bool) -> dict:
     strategy = params["strategy"]
     temp = temp_name(name, bset.backup_id)
     prev = previous_name(name, bset.backup_id)
@@ -392,7 +396,6 @@ def plan(params: dict[str, Any], bset: BackupSet, name: str, verified: int, exis
         "verified_files": verified,
         "tables": dict(bset.manifest["facts"]["tables"]),
         "steps": [{"step": s} for s in steps],
-        "pg_restore": pg_restore,
     }
 
 
@@ -424,7 +427,9 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
             )
         exists = database_exists(admin, name)
         if check_mode:
-            result = plan(params, bset, name, verified, exists, pg_restore)
+            result = plan(params, bset, name, verified, exists)
+            target = result["temporary_database"] or name
+            commands.append(shown_command(pg_restore_argv(pg_restore, jobs, target, bset)))
             return {"changed": True, "restore": result, "commands": commands}
 
         if params["strategy"] == "swap":
