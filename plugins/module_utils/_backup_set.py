@@ -20,15 +20,19 @@ import shutil
 import stat
 import tempfile
 import time
+import urllib.parse
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 FORMAT_NAME = "runbook.stack/backup-set"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ID_FORMAT = "%Y%m%dT%H%M%SZ"
-ID_RE = re.compile(r"^\d{8}T\d{6}Z$")
-KIND_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# ASCII digits only and \Z (not $, which also matches before a trailing newline)
+ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z\Z")
+KIND_RE = re.compile(r"^[a-z][a-z0-9_]*\Z")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 HASH_CHUNK = 4 * 1024 * 1024
@@ -58,6 +62,15 @@ def parse_backup_id(backup_id: str) -> _dt.datetime:
         return _dt.datetime.strptime(backup_id, ID_FORMAT).replace(tzinfo=_dt.timezone.utc)
     except ValueError as exc:
         raise BackupSetError(f"invalid backup id {backup_id!r}: {exc}") from exc
+
+
+def is_backup_id(name: str) -> bool:
+    """True when name is a backup id that parses to a real UTC time (not only the right shape)."""
+    try:
+        parse_backup_id(name)
+    except BackupSetError:
+        return False
+    return True
 
 
 def iso(when: _dt.datetime) -> str:
@@ -122,6 +135,8 @@ class Storage:
         raise NotImplementedError
 
     def remove_tree(self, rel: str) -> None:
+        """Remove rel and everything below it; a set's manifest goes first, so that an interrupted
+        removal leaves an incomplete directory, never a set that looks sealed but lacks files."""
         raise NotImplementedError
 
     def local_path(self, rel: str) -> str | None:
@@ -166,7 +181,13 @@ class LocalStorage(Storage):
         return sha256_file(self._p(rel))
 
     def remove_tree(self, rel: str) -> None:
-        remove_tree(self._p(rel))
+        path = self._p(rel)
+        try:
+            os.unlink(os.path.join(path, MANIFEST))
+            fsync_dir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        remove_tree(path)
 
 
 def open_storage(root: str) -> Storage:
@@ -250,6 +271,19 @@ def walk_files(base: str) -> list[str]:
                 continue
             out.append(rel)
     return sorted(out)
+
+
+def fsync_tree(base: str) -> None:
+    """fsync every file and directory below (and including) base, so that a manifest written
+    afterwards never outlives the data it lists."""
+    for dirpath, _dirnames, filenames in os.walk(base):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(dirpath)
 
 
 def secure_tree(base: str) -> None:
@@ -345,9 +379,14 @@ def check_manifest(manifest: Any, kind: str, source_dir: str, backup_id: str) ->
     for entry in files:
         if not isinstance(entry, dict) or not {"path", "size", "sha256"} <= set(entry):
             raise BackupSetError(f"manifest file entry {entry!r} lacks path/size/sha256")
-        path = str(entry["path"])
-        if path.startswith("/") or ".." in path.split("/") or path == MANIFEST:
+        path = entry["path"]
+        if not isinstance(path, str) or path == MANIFEST or any(p in ("", ".", "..") for p in path.split("/")):
             raise BackupSetError(f"manifest file entry has an unsafe path {path!r}")
+        size = entry["size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BackupSetError(f"manifest file entry {path} has an invalid size {size!r}")
+        if not isinstance(entry["sha256"], str) or not SHA256_RE.match(entry["sha256"]):
+            raise BackupSetError(f"manifest file entry {path} has an invalid sha256 {entry['sha256']!r}")
     return manifest
 
 
@@ -367,6 +406,9 @@ class BackupSet:
         self.rel = f"{kind}/{source_dir}/{backup_id}"
         self.manifest: dict[str, Any] | None = None
         self.error: str | None = None
+        # True only when manifest.json is absent: an interrupted (or running) backup, as opposed
+        # to a set whose manifest is unreadable or corrupt
+        self.incomplete = False
 
     @property
     def valid(self) -> bool:
@@ -381,7 +423,7 @@ class BackupSet:
     def source(self) -> str:
         if self.manifest:
             return str(self.manifest["source"])
-        return self.source_dir
+        return urllib.parse.unquote(self.source_dir)  # reverse of source_dirname()
 
     @property
     def when(self) -> _dt.datetime:
@@ -394,6 +436,7 @@ class BackupSet:
             raw = self.storage.read_bytes(mrel)
         except FileNotFoundError:
             self.error = "no manifest (incomplete or interrupted backup)"
+            self.incomplete = True
             return self
         except OSError as exc:
             self.error = f"cannot read manifest: {exc.strerror or exc}"
@@ -456,21 +499,20 @@ class BackupSet:
         return problems
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+        """The same keys for every set (None where unknown), so callers can document one shape."""
+        manifest = self.manifest or {}
+        return {
             "kind": self.kind,
             "source": self.source,
             "backup_id": self.backup_id,
             "path": self.location,
             "valid": self.valid,
+            "error": self.error,
+            "started": manifest.get("started"),
+            "finished": manifest.get("finished"),
+            "size_bytes": manifest.get("total_size_bytes"),
+            "file_count": len(manifest["files"]) if self.manifest else None,
         }
-        if self.error:
-            out["error"] = self.error
-        if self.manifest:
-            out["started"] = self.manifest.get("started")
-            out["finished"] = self.manifest.get("finished")
-            out["size_bytes"] = self.manifest.get("total_size_bytes")
-            out["file_count"] = len(self.manifest.get("files", []))
-        return out
 
 
 def iter_sets(storage: Storage, kind: str | None = None, source: str | None = None) -> Iterator[BackupSet]:
@@ -480,7 +522,7 @@ def iter_sets(storage: Storage, kind: str | None = None, source: str | None = No
         sources = [source_dirname(source)] if source else storage.list_dirs(k)
         for s in sources:
             for bid in storage.list_dirs(f"{k}/{s}"):
-                if ID_RE.match(bid):
+                if is_backup_id(bid):
                     yield BackupSet(storage, k, s, bid)
 
 
@@ -495,6 +537,7 @@ def list_sets(
 
 def find_set(storage: Storage, kind: str, source: str, backup_id: str) -> BackupSet:
     """The set with that id (``latest`` = newest valid one). Raises BackupSetError when none fits."""
+    validate_kind(kind)
     if backup_id == "latest":
         for candidate in list_sets(storage, kind, source):
             if candidate.valid:
@@ -519,7 +562,7 @@ def open_set_path(path: str, kind: str | None = None) -> BackupSet:
     root = os.path.dirname(os.path.dirname(os.path.dirname(path)))
     if not os.path.isdir(path):
         raise BackupSetError(f"backup set path {path} does not exist or is not a directory")
-    if not ID_RE.match(backup_id):
+    if not is_backup_id(backup_id):
         raise BackupSetError(f"backup set path {path} does not end in a backup id (YYYYMMDDTHHMMSSZ)")
     if kind and found_kind != kind:
         raise BackupSetError(f"backup set path {path} is a {found_kind!r} set, expected {kind!r}")
@@ -588,6 +631,8 @@ class LocalSetWriter:
         """Hash every file, write manifest.json atomically, return the manifest."""
         assert self.started is not None
         secure_tree(self.path)
+        fsync_tree(self.path)
+        fsync_dir(os.path.dirname(self.path))
         files = hash_files(self.path, walk_files(self.path), workers=hash_workers)
         manifest = build_manifest(
             kind=self.kind,

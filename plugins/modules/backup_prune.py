@@ -1,0 +1,404 @@
+#!/usr/bin/python
+# Copyright: runbook.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: backup_prune
+short_description: Apply a retention policy to the backup sets of one kind
+version_added: 0.1.0
+description:
+  - Removes the backup sets of kind O(kind) under O(root) that no retention rule keeps, separately for
+    each source (database, Redis instance, bucket, ...) or only for O(source).
+  - A valid set is kept when it is among the newest O(keep_last) valid sets of its source, or younger
+    than O(keep_days) days (by its backup id, the UTC start time). With both options a set is kept
+    when either rule keeps it. The newest valid set of a source is never removed.
+  - Directories without a C(manifest.json) are interrupted backups. They are removed when nothing
+    was written to them for O(remove_incomplete_older_than_h) hours (judged by the newest
+    modification time inside them and by their backup id); a younger one may be a backup in progress
+    and is left alone.
+  - Sets that have a manifest but are not valid (damaged manifest, missing files, wrong sizes) are
+    never removed by this module; they are returned in RV(left_in_place) with a warning, for a human to
+    look at (see M(runbook.stack.backup_info)).
+  - A set is removed manifest first, so an interrupted removal leaves an incomplete directory, never
+    a set that looks valid but lacks files.
+  - The format is described in C(docs/backup-format.md) of the collection.
+author:
+  - runbook.stack contributors
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reports what would be removed, with RV(changed) predicted, and removes nothing.
+  diff_mode:
+    support: full
+    details: The backup ids of each source before and after.
+  idempotent:
+    description: Running the module again with the same options against the same state changes nothing.
+    support: full
+    details: A later run can remove more sets, because sets age past O(keep_days) and new backups push older ones out of O(keep_last).
+  platform:
+    platforms: posix
+options:
+  root:
+    description:
+      - The backup root directory (the O(runbook.stack.postgresql_backup#module:dest) of the backup modules).
+      - It must exist.
+      - Only local directories are supported by this version; C(s3://bucket/prefix) roots are rejected.
+    type: path
+    required: true
+  kind:
+    description:
+      - Kind of backup to prune, for example V(postgresql).
+      - Lower-case letters, digits and C(_), starting with a letter.
+    type: str
+    required: true
+  source:
+    description:
+      - Prune only the sets of this source (database name, Redis instance, ...), as given to the backup module.
+      - When omitted, the rules are applied to every source under O(kind), each on its own.
+    type: str
+  keep_last:
+    description:
+      - Keep the newest O(keep_last) valid sets of each source. Must be at least V(1).
+      - At least one of O(keep_last) and O(keep_days) is required.
+    type: int
+  keep_days:
+    description:
+      - Keep every valid set younger than this many days (fractions allowed). Must be greater than V(0).
+      - At least one of O(keep_last) and O(keep_days) is required.
+    type: float
+  remove_incomplete_older_than_h:
+    description:
+      - Remove directories without a manifest (interrupted backups) in which nothing was written for
+        more than this many hours. Must be at least V(1).
+      - Choose a value well above the duration of your longest backup.
+    type: int
+    default: 24
+notes:
+  - Run it after a successful backup, for example in the same play, so a failing backup job does not
+    leave the retention policy to remove the sets it would need.
+seealso:
+  - module: runbook.stack.backup_info
+  - module: runbook.stack.postgresql_backup
+"""
+
+EXAMPLES = r"""
+- name: Keep the last 7 backups of every database, and every backup of the last 14 days
+  runbook.stack.backup_prune:
+    root: /var/backups/runbook
+    kind: postgresql
+    keep_last: 7
+    keep_days: 14
+
+- name: Keep only the last 3 backups of the application database
+  runbook.stack.backup_prune:
+    root: /var/backups/runbook
+    kind: postgresql
+    source: app
+    keep_last: 3
+    remove_incomplete_older_than_h: 12
+  register: pruned
+
+- name: Report the space given back
+  ansible.builtin.debug:
+    msg: "removed {{ pruned.removed | length }} sets, {{ pruned.freed_bytes | human_readable }}"
+"""
+
+RETURN = r"""
+removed:
+  description: The valid sets removed (in check mode, that would be removed), newest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    kind:
+      description: Kind of backup.
+      type: str
+      sample: postgresql
+    source:
+      description: Source name.
+      type: str
+      sample: app
+    backup_id:
+      description: Backup id, the UTC start time C(YYYYMMDDTHHMMSSZ).
+      type: str
+      sample: "20261101T020000Z"
+    path:
+      description: Directory of the set.
+      type: str
+      sample: /var/backups/runbook/postgresql/app/20261101T020000Z
+    valid:
+      description: Whether the set was valid.
+      type: bool
+      sample: true
+    error:
+      description: Why the set is not valid; V(null) for a valid set.
+      type: str
+    started:
+      description: UTC start time from the manifest; V(null) without a valid manifest.
+      type: str
+      sample: "2026-11-01T02:00:00.412Z"
+    finished:
+      description: UTC time the set was sealed; V(null) without a valid manifest.
+      type: str
+      sample: "2026-11-01T02:03:51.907Z"
+    size_bytes:
+      description: Size of the files of the set.
+      type: int
+      sample: 734003200
+    file_count:
+      description: Number of files listed in the manifest; V(null) without a valid manifest.
+      type: int
+      sample: 42
+kept:
+  description: The valid sets kept, newest first (same keys as RV(removed)).
+  returned: always
+  type: list
+  elements: dict
+removed_incomplete:
+  description:
+    - Directories without a manifest, with nothing written to them for more than
+      O(remove_incomplete_older_than_h) hours, that were (in check mode, would be) removed, newest
+      first (same keys as RV(removed)).
+    - RV(removed_incomplete[].size_bytes) is the size found on disk.
+  returned: always
+  type: list
+  elements: dict
+left_in_place:
+  description:
+    - Directories that are not valid sets and were left alone, newest first (same keys as RV(removed)),
+      with the reason in RV(left_in_place[].error).
+    - Incomplete ones younger than O(remove_incomplete_older_than_h) (maybe a backup in progress) and
+      sets with a damaged manifest or damaged files (left for a human; a warning is emitted).
+  returned: always
+  type: list
+  elements: dict
+freed_bytes:
+  description: Bytes on disk of everything in RV(removed) and RV(removed_incomplete) (in check mode, that would be freed).
+  returned: always
+  type: int
+  sample: 2202009600
+diff:
+  description: Backup ids of each source under O(kind) before and after.
+  returned: when diff mode is enabled
+  type: dict
+  contains:
+    before_header:
+      description: The kind directory the diff is about.
+      type: str
+      sample: /var/backups/runbook/postgresql
+    after_header:
+      description: Same as RV(diff.before_header).
+      type: str
+      sample: /var/backups/runbook/postgresql
+    before:
+      description: Source name to list of backup ids, newest first, before pruning.
+      type: dict
+      sample: {"app": ["20261122T020000Z", "20261121T020000Z", "20261101T020000Z"]}
+    after:
+      description: Source name to list of backup ids, newest first, after pruning.
+      type: dict
+      sample: {"app": ["20261122T020000Z", "20261121T020000Z"]}
+"""
+
+import datetime as _dt
+import os
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
+    BackupSet,
+    BackupSetError,
+    Storage,
+    list_sets,
+    open_storage,
+    select_prune,
+    utcnow,
+    validate_kind,
+)
+
+
+def check_rules(
+    kind: str, source: str | None, keep_last: int | None, keep_days: float | None, incomplete_h: int
+) -> None:
+    validate_kind(kind)
+    if source == "":
+        raise BackupSetError("source must not be an empty string; omit it to prune every source")
+    if keep_last is None and keep_days is None:
+        raise BackupSetError("one of keep_last or keep_days is required")
+    if keep_last is not None and keep_last < 1:
+        raise BackupSetError(f"keep_last must be at least 1, got {keep_last}")
+    if keep_days is not None and not keep_days > 0:
+        raise BackupSetError(f"keep_days must be greater than 0, got {keep_days}")
+    if incomplete_h < 1:
+        raise BackupSetError(f"remove_incomplete_older_than_h must be at least 1, got {incomplete_h}")
+
+
+def scan_tree(storage: Storage, backup_set: BackupSet) -> tuple[int, _dt.datetime]:
+    """(bytes on disk, time of the last write) of a set directory.
+
+    Without a local path: (the manifest's total size or 0, the backup id time)."""
+    newest = backup_set.when
+    base = storage.local_path(backup_set.rel)
+    if not base:
+        return backup_set.summary()["size_bytes"] or 0, newest
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(base):
+        for path in [dirpath, *(os.path.join(dirpath, name) for name in filenames)]:
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if path != dirpath:
+                total += st.st_size
+            newest = max(newest, _dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc))
+    return total, newest
+
+
+def plan_prune(
+    storage: Storage,
+    kind: str,
+    source: str | None,
+    keep_last: int | None,
+    keep_days: float | None,
+    incomplete_h: int,
+    now: _dt.datetime,
+) -> dict[str, Any]:
+    """Decide, per source, what goes. Returns lists of BackupSet and the disk size of each removal."""
+    by_source: dict[str, list[BackupSet]] = {}
+    for backup_set in list_sets(storage, kind, source):
+        by_source.setdefault(backup_set.source_dir, []).append(backup_set)
+    plan: dict[str, Any] = {
+        "all": [],
+        "kept": [],
+        "removed": [],
+        "removed_incomplete": [],
+        "left_in_place": [],
+        "sizes": {},
+    }
+    for _source_dir, group in sorted(by_source.items()):
+        plan["all"].extend(group)
+        keep, remove = select_prune(group, keep_last, keep_days, now)
+        plan["kept"].extend(keep)
+        plan["removed"].extend(remove)
+        for backup_set in remove:
+            plan["sizes"][backup_set.rel] = scan_tree(storage, backup_set)[0]
+        for backup_set in group:
+            if backup_set.valid:
+                continue
+            size, last_write = scan_tree(storage, backup_set)
+            idle_h = (now - last_write).total_seconds() / 3600
+            if backup_set.incomplete and idle_h > incomplete_h:
+                plan["removed_incomplete"].append(backup_set)
+                plan["sizes"][backup_set.rel] = size
+                continue
+            if backup_set.incomplete:
+                backup_set.error = f"{backup_set.error}; last written {idle_h:.1f} h ago, maybe still running"
+            plan["left_in_place"].append(backup_set)
+    for key in ("kept", "removed", "removed_incomplete", "left_in_place"):
+        plan[key].sort(key=lambda s: (s.backup_id, s.source_dir), reverse=True)
+    return plan
+
+
+def apply_plan(storage: Storage, plan: dict[str, Any]) -> None:
+    """Remove the planned sets, oldest first."""
+    doomed = sorted(plan["removed"] + plan["removed_incomplete"], key=lambda s: s.backup_id)
+    for done, backup_set in enumerate(doomed):
+        try:
+            storage.remove_tree(backup_set.rel)
+        except OSError as exc:
+            raise BackupSetError(
+                f"removing {backup_set.location} failed after {done} of {len(doomed)} removals: {exc}"
+            ) from exc
+
+
+def ids_by_source(sets: list[BackupSet]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for backup_set in sorted(sets, key=lambda s: s.backup_id, reverse=True):
+        out.setdefault(backup_set.source, []).append(backup_set.backup_id)
+    return out
+
+
+def report(plan: dict[str, Any], want_diff: bool, where: str) -> tuple[dict[str, Any], list[str]]:
+    """The module result and the warnings to emit."""
+
+    def summaries(sets: list[BackupSet]) -> list[dict[str, Any]]:
+        out = []
+        for backup_set in sets:
+            summary = backup_set.summary()
+            if backup_set.rel in plan["sizes"] and summary["size_bytes"] is None:
+                summary["size_bytes"] = plan["sizes"][backup_set.rel]
+            out.append(summary)
+        return out
+
+    gone = plan["removed"] + plan["removed_incomplete"]
+    result: dict[str, Any] = {
+        "changed": bool(gone),
+        "removed": summaries(plan["removed"]),
+        "kept": summaries(plan["kept"]),
+        "removed_incomplete": summaries(plan["removed_incomplete"]),
+        "left_in_place": summaries(plan["left_in_place"]),
+        "freed_bytes": sum(plan["sizes"][s.rel] for s in gone),
+    }
+    if want_diff:
+        gone_rels = {s.rel for s in gone}
+        result["diff"] = {
+            "before_header": where,
+            "after_header": where,
+            "before": ids_by_source(plan["all"]),
+            "after": ids_by_source([s for s in plan["all"] if s.rel not in gone_rels]),
+        }
+    warnings = [
+        f"backup set {s.location} is not valid and was left in place: {s.error}"
+        for s in plan["left_in_place"]
+        if not s.incomplete
+    ]
+    return result, warnings
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "root": {"type": "path", "required": True},
+            "kind": {"type": "str", "required": True},
+            "source": {"type": "str"},
+            "keep_last": {"type": "int"},
+            "keep_days": {"type": "float"},
+            "remove_incomplete_older_than_h": {"type": "int", "default": 24},
+        },
+        required_one_of=[("keep_last", "keep_days")],
+        supports_check_mode=True,
+    )
+    p = module.params
+    of = f"source {p['source']!r}" if p["source"] else "every source"
+    try:
+        check_rules(p["kind"], p["source"], p["keep_last"], p["keep_days"], p["remove_incomplete_older_than_h"])
+        storage = open_storage(p["root"])
+        if not storage.exists(""):
+            raise BackupSetError("the backup root does not exist")
+        plan = plan_prune(
+            storage,
+            p["kind"],
+            p["source"],
+            p["keep_last"],
+            p["keep_days"],
+            p["remove_incomplete_older_than_h"],
+            utcnow(),
+        )
+        if not module.check_mode:
+            apply_plan(storage, plan)
+    except (BackupSetError, OSError) as exc:
+        module.fail_json(msg=f"cannot prune {p['kind']} backups of {of} under {p['root']}: {exc}")
+    result, warnings = report(plan, module._diff, f"{storage.url}/{p['kind']}")
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
