@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -93,12 +94,10 @@ def fingerprint(lab, dbname):
             content = {}
             for schema, table in tables:
                 cur.execute(
-                    f'SELECT count(*), md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) FROM "{schema}"."{table}" t'
+                    f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM \"{schema}\".\"{table}\" t"
                 )
                 content[f"{schema}.{table}"] = cur.fetchone()
-            cur.execute(
-                """SELECT schemaname, sequencename, last_value FROM pg_sequences ORDER BY 1, 2"""
-            )
+            cur.execute("""SELECT schemaname, sequencename, last_value FROM pg_sequences ORDER BY 1, 2""")
             sequences = cur.fetchall()
             cur.execute(
                 """SELECT pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype,
@@ -112,7 +111,9 @@ def fingerprint(lab, dbname):
                    WHERE d.datname = current_database() ORDER BY 1"""
             )
             settings = cur.fetchall()
-            cur.execute("SELECT relname, relacl::text FROM pg_class WHERE relacl IS NOT NULL AND relnamespace = 'app'::regnamespace ORDER BY 1")
+            cur.execute(
+                "SELECT relname, relacl::text FROM pg_class WHERE relacl IS NOT NULL AND relnamespace = 'app'::regnamespace ORDER BY 1"
+            )
             grants = cur.fetchall()
     finally:
         c.close()
@@ -137,7 +138,7 @@ def make_app_db(lab, rows=2000):
     sql(lab, f"COMMENT ON DATABASE \"{DB}\" IS 'runbook.stack integration: it''s the app db'")
     sql(lab, f'ALTER DATABASE "{DB}" SET search_path = app, public')
     sql(lab, f"ALTER DATABASE \"{DB}\" SET work_mem = '8MB'")
-    sql(lab, f"ALTER ROLE \"{READER}\" IN DATABASE \"{DB}\" SET statement_timeout = '5s'")
+    sql(lab, f'ALTER ROLE "{READER}" IN DATABASE "{DB}" SET statement_timeout = \'5s\'')
     sql(lab, f'ALTER DATABASE "{DB}" CONNECTION LIMIT 50')
     sql(
         lab,
@@ -162,6 +163,20 @@ def make_app_db(lab, rows=2000):
         """,
         dbname=DB,
     )
+
+
+@pytest.fixture
+def module_runner_argv(tmp_path):
+    """(argv, env) that run a module the way conftest.run_module does, for tests that must kill it."""
+    from conftest import PYTHON, module_env
+
+    def make(name, args):
+        args_file = tmp_path / f"{name}-args.json"
+        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+        argv = [str(PYTHON), "-m", f"ansible_collections.runbook.stack.plugins.modules.{name}", str(args_file)]
+        return argv, module_env()
+
+    return make
 
 
 @pytest.fixture
@@ -198,7 +213,7 @@ def test_backup_writes_a_sealed_private_set(lab, module, app_db, tmp_backup_root
     backup = res["backup"]
     path = backup["path"]
     assert path == os.path.join(str(tmp_backup_root), "postgresql", app_db, backup["id"])
-    manifest = json.loads(open(os.path.join(path, "manifest.json")).read())
+    manifest = json.loads(Path(path, "manifest.json").read_text())
     assert manifest == backup["manifest"]
     assert manifest["facts"]["tables"] == {"app.Odd Name": 2, "app.customers": 200, "app.orders": 2000}
     facts = manifest["facts"]["database"]
@@ -360,7 +375,7 @@ def test_tampered_row_count_fails_before_swap(lab, module, app_db, tmp_backup_ro
     """A manifest whose facts disagree with the data stops the restore before the live db is replaced."""
     b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
     mpath = os.path.join(b["backup"]["path"], "manifest.json")
-    manifest = json.load(open(mpath))
+    manifest = json.loads(Path(mpath).read_text())
     manifest["facts"]["tables"]["app.orders"] = 1999
     with open(mpath, "w") as fh:
         json.dump(manifest, fh)
@@ -399,7 +414,11 @@ def test_kill_9_during_backup_leaves_no_valid_set(lab, module_runner_argv, app_d
     # pg_dump must not outlive the module (it gets SIGTERM when its parent dies)
     deadline = time.time() + 10
     while time.time() < deadline:
-        busy = sql(lab, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = 'pg_dump'", args=[app_db])
+        busy = sql(
+            lab,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = 'pg_dump'",
+            args=[app_db],
+        )
         if busy[0][0] == 0:
             break
         time.sleep(0.2)
@@ -417,7 +436,11 @@ def test_kill_9_during_backup_leaves_no_valid_set(lab, module_runner_argv, app_d
 
 def test_failed_pg_dump_removes_partial_set(lab, module, app_db, tmp_backup_root):
     # a table the backup role may not read makes pg_dump fail part-way
-    sql(lab, f'CREATE TABLE app.secret (x int); REVOKE ALL ON app.secret FROM PUBLIC; ALTER TABLE app.secret OWNER TO "{OWNER}"', dbname=app_db)
+    sql(
+        lab,
+        f'CREATE TABLE app.secret (x int); REVOKE ALL ON app.secret FROM PUBLIC; ALTER TABLE app.secret OWNER TO "{OWNER}"',
+        dbname=app_db,
+    )
     res = module(
         "postgresql_backup",
         conn_args(lab, name=app_db, dest=str(tmp_backup_root), login_user=READER, login_password=f"{READER}-pw"),
@@ -441,7 +464,10 @@ def test_unknown_database(lab, module, tmp_backup_root):
 
 def test_wrong_password_is_named_and_not_echoed(lab, module, app_db, tmp_backup_root):
     secret = "definitely-wrong-pw-1234"
-    for mod, extra in (("postgresql_backup", {"dest": str(tmp_backup_root)}), ("postgresql_restore", {"backup_root": str(tmp_backup_root)})):
+    for mod, extra in (
+        ("postgresql_backup", {"dest": str(tmp_backup_root)}),
+        ("postgresql_restore", {"backup_root": str(tmp_backup_root)}),
+    ):
         if mod == "postgresql_restore":
             module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
         res = module(mod, conn_args(lab, name=app_db, login_password=secret, **extra))
@@ -451,16 +477,23 @@ def test_wrong_password_is_named_and_not_echoed(lab, module, app_db, tmp_backup_
 
 def test_unreachable_port_fails_fast(lab, module, tmp_backup_root):
     t0 = time.time()
-    res = module("postgresql_backup", conn_args(lab, name="x", dest=str(tmp_backup_root), login_port=1, connect_timeout=3))
+    res = module(
+        "postgresql_backup", conn_args(lab, name="x", dest=str(tmp_backup_root), login_port=1, connect_timeout=3)
+    )
     assert_clean_failure(res, "cannot connect to PostgreSQL at 127.0.0.1:1", lab=lab)
     assert time.time() - t0 < 30
 
 
 def test_unknown_backup_id(lab, module, app_db, tmp_backup_root):
     module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
-    res = module("postgresql_restore", conn_args(lab, name=app_db, backup_root=str(tmp_backup_root), backup_id="20000101T000000Z"))
+    res = module(
+        "postgresql_restore",
+        conn_args(lab, name=app_db, backup_root=str(tmp_backup_root), backup_id="20000101T000000Z"),
+    )
     assert_clean_failure(res, "no postgresql backup set 20000101T000000Z", lab=lab)
-    res = module("postgresql_restore", conn_args(lab, name=app_db, backup_root=str(tmp_backup_root), backup_id="yesterday"))
+    res = module(
+        "postgresql_restore", conn_args(lab, name=app_db, backup_root=str(tmp_backup_root), backup_id="yesterday")
+    )
     assert_clean_failure(res, "invalid backup id 'yesterday'")
     res = module("postgresql_restore", conn_args(lab, name=app_db, backup_root=str(tmp_backup_root / "empty")))
     assert_clean_failure(res, "no valid postgresql backup set")
@@ -470,7 +503,9 @@ def test_unwritable_dest(lab, module, app_db, tmp_backup_root):
     blocker = tmp_backup_root / "a-file"
     blocker.write_text("not a directory")
     for check_mode in (True, False):
-        res = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(blocker / "backups")), check_mode=check_mode)
+        res = module(
+            "postgresql_backup", conn_args(lab, name=app_db, dest=str(blocker / "backups")), check_mode=check_mode
+        )
         assert_clean_failure(res, str(blocker), "not a directory")
 
 
