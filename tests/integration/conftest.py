@@ -1,0 +1,272 @@
+"""Integration-test fixtures: the real lab services (lab/labctl) and a way to run modules.
+
+- ``lab`` (session): starts the lab once (``lab/labctl up``) and returns its connection facts,
+  read from ``lab/labctl env`` so that labctl stays the one place that defines them.
+- ``run_module()`` / ``module``: run a module of this collection the way Ansible runs it on the
+  target, without ansible-playbook, and return its result with ``_rc``, ``_stdout``, ``_stderr``.
+- ``psql()``: run SQL against the lab as the superuser, for setting up and checking state.
+- ``tmp_backup_root``: a fresh, empty directory for backup sets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LABCTL = ROOT / "lab" / "labctl"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+COLLECTIONS_PATH = ROOT / ".cache" / "collections"
+COLLECTION = "runbook.stack"
+
+# Variables that would let a module reach a service without the options under test; they are
+# removed from the module's environment unless a test passes them explicitly in ``env``.
+_AMBIENT_PREFIXES = ("PG", "REDIS", "AWS_")
+
+
+class ModuleCrashed(AssertionError):
+    """The module printed no JSON result: Ansible would report MODULE FAILURE."""
+
+
+def _labctl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(LABCTL), *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def lab_env() -> dict[str, str]:
+    """The connection facts as ``lab/labctl env`` prints them (``export K=V`` lines)."""
+    proc = _labctl("env", timeout=30)
+    if proc.returncode != 0:
+        raise RuntimeError(f"lab/labctl env failed: {proc.stderr.strip()}")
+    env: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        words = shlex.split(line)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            key, _, value = words[1].partition("=")
+            env[key] = value
+    return env
+
+
+def lab_facts(env: dict[str, str]) -> dict[str, Any]:
+    return {
+        "root": ROOT,
+        "pg": {
+            "login_host": env["PGHOST"],
+            "login_port": int(env["PGPORT"]),
+            "login_user": env["PGUSER"],
+            "login_password": env["PGPASSWORD"],
+        },
+        "redis": {
+            "login_host": env["REDIS_HOST"],
+            "login_port": int(env["REDIS_PORT"]),
+            "login_password": env["REDIS_PASSWORD"],
+        },
+        "s3": {
+            "endpoint_url": env["AWS_ENDPOINT_URL"],
+            "access_key": env["AWS_ACCESS_KEY_ID"],
+            "secret_key": env["AWS_SECRET_ACCESS_KEY"],
+            "region": env["AWS_DEFAULT_REGION"],
+        },
+        "backup_root": Path(env["RUNBOOK_LAB_BACKUP_ROOT"]),
+        "env": env,
+    }
+
+
+@pytest.fixture(scope="session")
+def lab() -> dict[str, Any]:
+    """Start the lab (a no-op when it is already up) and return its connection facts.
+
+    Keys: ``pg`` and ``redis`` (login_host, login_port, login_user, login_password), ``s3``
+    (endpoint_url, access_key, secret_key, region), ``root`` (repository root), ``backup_root``
+    (the lab's shared backup directory) and ``env`` (the ``labctl env`` variables).
+    A lab that cannot start fails the tests that need it: it never skips them.
+    """
+    proc = _labctl("up")
+    if proc.returncode != 0:
+        pytest.fail(
+            f"lab/labctl up failed (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}",
+            pytrace=False,
+        )
+    return lab_facts(lab_env())
+
+
+def _parse_result(stdout: str) -> dict[str, Any] | None:
+    """The last JSON object printed on stdout (modules print one; anything before it is noise)."""
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    decoder = json.JSONDecoder()
+    pos = stdout.rfind("{")
+    while pos != -1:  # a pretty-printed object spans lines: find the last one that parses
+        try:
+            value, end = decoder.raw_decode(stdout, pos)
+        except ValueError:
+            value, end = None, -1
+        if isinstance(value, dict) and not stdout[end:].strip():
+            return value
+        pos = stdout.rfind("{", 0, pos)
+    return None
+
+
+def module_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a module runs with: ours minus PG*/REDIS*/AWS_* variables, plus ``env``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(_AMBIENT_PREFIXES)}
+    base["PYTHONPATH"] = str(COLLECTIONS_PATH)
+    base.setdefault("LANG", "C.UTF-8")
+    base.update(env or {})
+    return base
+
+
+def run_module(
+    name: str,
+    args: dict[str, Any],
+    check_mode: bool = False,
+    diff: bool = False,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> dict[str, Any]:
+    """Run module ``runbook.stack.<name>`` with ``args`` as Ansible would run it on the target.
+
+    The arguments go in a private temporary file as ``{"ANSIBLE_MODULE_ARGS": ...}`` together
+    with the internal ``_ansible_*`` keys Ansible sends (check mode, diff, no_log off, and
+    ``_ansible_inject_invocation`` on, so a secret option missing ``no_log`` shows up in the
+    result). The module runs with ``.venv/bin/python -m
+    ansible_collections.runbook.stack.plugins.modules.<name> <file>`` and
+    ``PYTHONPATH=.cache/collections``. PG*/REDIS*/AWS_* variables of the test process are not
+    passed on, so a connection only works through ``args`` or an explicit ``env``.
+
+    Returns the module's JSON result plus ``_rc``, ``_stdout`` and ``_stderr``. Raises
+    ``ModuleCrashed`` when the module prints no JSON result (a traceback, a hang, a bad exit).
+    """
+    if not PYTHON.exists():
+        raise RuntimeError(f"{PYTHON} is missing: run scripts/bootstrap")
+    if not (COLLECTIONS_PATH / "ansible_collections" / "runbook" / "stack").exists():
+        raise RuntimeError(f"{COLLECTIONS_PATH} has no runbook.stack link: run scripts/bootstrap")
+    with tempfile.TemporaryDirectory(prefix="runbook-module-") as tmp:
+        module_tmp = Path(tmp) / "tmp"
+        module_tmp.mkdir()
+        payload = {
+            "ANSIBLE_MODULE_ARGS": {
+                **args,
+                "_ansible_check_mode": check_mode,
+                "_ansible_diff": diff,
+                "_ansible_no_log": False,
+                "_ansible_debug": False,
+                "_ansible_verbosity": 0,
+                "_ansible_module_name": f"{COLLECTION}.{name}",
+                "_ansible_keep_remote_files": False,
+                "_ansible_tmpdir": str(module_tmp),
+                "_ansible_remote_tmp": str(module_tmp),
+                "_ansible_shell_executable": "/bin/sh",
+                "_ansible_ignore_unknown_opts": False,
+                "_ansible_inject_invocation": True,
+            }
+        }
+        args_file = Path(tmp) / "args.json"
+        args_file.write_text(json.dumps(payload))  # the directory is 0700: secrets stay private
+        cmd = [
+            str(PYTHON),
+            "-m",
+            f"ansible_collections.runbook.stack.plugins.modules.{name}",
+            str(args_file),
+        ]
+        try:
+            proc = subprocess.run(
+                cmd,
+                cwd=tmp,
+                env=module_env(env),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ModuleCrashed(
+                f"module {name} did not finish within {timeout}s\nstdout:\n{exc.stdout}\nstderr:\n{exc.stderr}"
+            ) from None
+    result = _parse_result(proc.stdout)
+    if result is None:
+        raise ModuleCrashed(
+            f"module {name} printed no JSON result (rc={proc.returncode})\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    result.update(_rc=proc.returncode, _stdout=proc.stdout, _stderr=proc.stderr)
+    return result
+
+
+@pytest.fixture
+def module():
+    """``run_module`` as a fixture: ``module("postgresql_backup", {...}, check_mode=True)``."""
+    return run_module
+
+
+def psql_bin() -> str:
+    """psql of the newest installed PostgreSQL, else the one on PATH."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/psql"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
+    if found:
+        return str(found[-1])
+    path = shutil.which("psql")
+    if not path:
+        raise RuntimeError("psql not found (apt-get install postgresql-client)")
+    return path
+
+
+def psql(lab: dict[str, Any], sql: str, db: str = "postgres") -> str:
+    """Run ``sql`` (one or more statements) against the lab as the superuser; return the output.
+
+    ``-XAtq -v ON_ERROR_STOP=1``: unaligned, tuples only, the first error fails the call (raises
+    AssertionError with psql's message). The trailing newline is stripped.
+    """
+    pg = lab["pg"]
+    env = module_env({"PGPASSWORD": pg["login_password"], "PGCONNECT_TIMEOUT": "10"})
+    proc = subprocess.run(
+        [
+            psql_bin(),
+            "-XAtq",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            pg["login_host"],
+            "-p",
+            str(pg["login_port"]),
+            "-U",
+            pg["login_user"],
+            "-d",
+            db,
+            "-f",
+            "-",
+        ],
+        input=sql,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"psql on db {db!r} failed (rc={proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout.rstrip("\n")
+
+
+@pytest.fixture
+def tmp_backup_root(tmp_path: Path) -> Path:
+    """A fresh, empty directory for backup sets (under pytest's tmp_path)."""
+    path = tmp_path / "backups"
+    path.mkdir()
+    return path
