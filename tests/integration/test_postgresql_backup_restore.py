@@ -78,7 +78,7 @@ def schema_dump(lab, dbname):
         check=True,
     ).stdout
     # restrict keys / comments differ only in the dump's own header lines
-    return "\n".join(ln for ln in out.splitlines() if not ln.startswith("--") and "\\restrict" not in ln)
+    return "\n".join(ln for ln in out.splitlines() if not ln.startswith(("--", "\\restrict", "\\unrestrict")))
 
 
 def fingerprint(lab, dbname):
