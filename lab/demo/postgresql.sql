@@ -1,5 +1,6 @@
 -- Demo dataset for the lab drill: a small shop. Deterministic (no random()), so two loads are identical.
 -- Loaded into an empty database owned by the lab's app role by playbooks/dr_drill.yml.
+\set ON_ERROR_STOP on
 CREATE SCHEMA shop;
 COMMENT ON SCHEMA shop IS 'demo shop of the runbook.stack lab';
 
@@ -42,7 +43,7 @@ INSERT INTO shop.orders (customer_id, product_id, quantity, placed, note)
 SELECT 1 + (g * 7919) % 20000, 1 + (g * 104729) % 500, 1 + g % 5,
        timestamptz '2026-01-01' + g * interval '61 seconds',
        CASE WHEN g % 10 = 0 THEN 'gift wrap: ' || md5(g::text) END
-FROM generate_series(1, 150000) g;
+FROM generate_series(1::bigint, 150000) g;
 
 INSERT INTO shop.audit_log (event, payload)
 SELECT jsonb_build_object('kind', 'order', 'order_id', g, 'hash', md5(g::text)), decode(md5(g::text) || md5((g + 1)::text), 'hex')
