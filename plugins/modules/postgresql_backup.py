@@ -116,11 +116,11 @@ backup:
       type: str
       sample: 20261122T020000Z
     path:
-      description: Directory of the set (check mode: its parent).
+      description: Directory of the set (in check mode, its parent).
       type: str
       sample: /var/backups/runbook/postgresql/app/20261122T020000Z
     size_bytes:
-      description: Total size of the files of the set (check mode: the database size on the server).
+      description: Total size of the files of the set (in check mode, the database size on the server).
       type: int
       sample: 52428800
     duration_s:
