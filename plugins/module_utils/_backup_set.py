@@ -458,7 +458,8 @@ class BackupSet:
         return self
 
     def _size_problem(self) -> str | None:
-        assert self.manifest is not None
+        if self.manifest is None:
+            return self.error or "no manifest"
         for entry in self.manifest["files"]:
             rel = f"{self.rel}/{entry['path']}"
             try:
@@ -629,7 +630,8 @@ class LocalSetWriter:
 
     def seal(self, hash_workers: int = 2, **manifest_fields: Any) -> dict[str, Any]:
         """Hash every file, write manifest.json atomically, return the manifest."""
-        assert self.started is not None
+        if self.started is None:
+            raise BackupSetError("seal() called before create()")
         secure_tree(self.path)
         fsync_tree(self.path)
         fsync_dir(os.path.dirname(self.path))

@@ -220,7 +220,10 @@ _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 def tool_version(path: str) -> tuple[int, str]:
     """(major, full version text) of a PostgreSQL client tool."""
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20, check=False).stdout
+        # helpers take values, not the module, so run_command is not at hand here
+        out = subprocess.run(  # pylint: disable=ansible-bad-function
+            [path, "--version"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
     except OSError as exc:
         raise PostgresError(f"cannot run {path}: {exc.strerror or exc}") from None
     m = _VERSION_RE.search(out)
@@ -245,7 +248,7 @@ def find_tool(name: str, server_major: int, bin_dir: str | None = None) -> tuple
             if m:
                 versioned.append((int(m.group(1)), os.path.join(d, name)))
     versioned.sort(key=lambda v: (v[0] != server_major, v[0] < server_major, -v[0]))
-    candidates.extend(p for _, p in versioned)
+    candidates.extend(path for _major, path in versioned)
     on_path = shutil.which(name)
     if on_path:
         candidates.append(on_path)
@@ -273,7 +276,10 @@ def run_tool(
 ) -> subprocess.CompletedProcess:
     """Run a client tool; a non-zero exit becomes PostgresError '<what>: <tool> exited N: <stderr tail>'."""
     try:
-        proc = subprocess.run(list(argv), env=env, capture_output=True, timeout=timeout, check=False)
+        # helpers take values, not the module; this one needs a timeout and a scrubbed environment
+        proc = subprocess.run(  # pylint: disable=ansible-bad-function
+            list(argv), env=env, capture_output=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired:
         raise PostgresError(f"{what}: {os.path.basename(argv[0])} did not finish within {timeout} s") from None
     except OSError as exc:
@@ -363,7 +369,7 @@ def database_facts(conn: Any, name: str) -> dict[str, Any]:
     settings: list[dict[str, str]] = []
     for row in query_dicts(conn, DATABASE_SETTINGS_SQL, [name]):
         for item in row["setconfig"] or []:
-            key, _, value = item.partition("=")
+            key, _sep, value = item.partition("=")
             settings.append({"role": row["role"], "name": key, "value": value})
     facts["settings"] = settings
     return facts
@@ -449,7 +455,7 @@ LIST_GUCS = {
 
 def parse_aclitem(item: str) -> tuple[str, list[tuple[str, bool]]]:
     """'grantee=CTc*/grantor' -> (grantee or '' for PUBLIC, [(privilege, with_grant_option)])."""
-    grantee, _, rest = item.partition("=")
+    grantee, _sep, rest = item.partition("=")
     privs_text = rest.split("/", 1)[0]
     if grantee.startswith('"') and grantee.endswith('"'):
         grantee = grantee[1:-1].replace('""', '"')
@@ -504,7 +510,7 @@ def missing_roles(conn: Any, facts: dict[str, Any]) -> list[str]:
     """Roles the database facts refer to that do not exist on this server, each with why it is needed."""
     needed: dict[str, str] = {facts["owner"]: "owner"}
     for item in facts.get("acl") or []:
-        grantee, _ = parse_aclitem(item)
+        grantee, _privs = parse_aclitem(item)
         if grantee:
             needed.setdefault(grantee, "grantee")
     for setting in facts.get("settings") or []:

@@ -21,7 +21,7 @@ description:
   - The format is described in C(docs/backup-format.md) of the collection.
   - This module only reads; it never changes anything.
 author:
-  - runbook.stack contributors
+  - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:

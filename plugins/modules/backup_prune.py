@@ -26,13 +26,13 @@ description:
     a set that looks valid but lacks files.
   - The format is described in C(docs/backup-format.md) of the collection.
 author:
-  - runbook.stack contributors
+  - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
-    details: Reports what would be removed, with RV(changed) predicted, and removes nothing.
+    details: Reports what would be removed, with C(changed) predicted, and removes nothing.
   diff_mode:
     support: full
     details: The backup ids of each source before and after.
@@ -164,14 +164,14 @@ removed_incomplete:
     - Directories without a manifest, with nothing written to them for more than
       O(remove_incomplete_older_than_h) hours, that were (in check mode, would be) removed, newest
       first (same keys as RV(removed)).
-    - RV(removed_incomplete[].size_bytes) is the size found on disk.
+    - C(size_bytes) of each entry is the size found on disk.
   returned: always
   type: list
   elements: dict
 left_in_place:
   description:
     - Directories that are not valid sets and were left alone, newest first (same keys as RV(removed)),
-      with the reason in RV(left_in_place[].error).
+      with the reason in its C(error) key.
     - Incomplete ones younger than O(remove_incomplete_older_than_h) (maybe a backup in progress) and
       sets with a damaged manifest or damaged files (left for a human; a warning is emitted).
   returned: always

@@ -21,7 +21,8 @@ description:
   - If C(pg_dump) fails in any way, or the module is interrupted, the partial directory is removed and
     no manifest is written; a directory without a valid manifest is never treated as a backup.
   - The backup-set format is described in C(docs/backup-format.md) of the collection.
-author: runbook.stack maintainers
+author:
+  - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - runbook.stack.postgresql
   - ansible.builtin.action_common_attributes
@@ -32,6 +33,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Whether a second run with the same options reports no change.
     support: none
     details: Every real run creates a new backup set.
   platform:
@@ -139,7 +141,9 @@ commands:
   returned: always
   type: list
   elements: str
-  sample: ["/usr/lib/postgresql/15/bin/pg_dump --format=directory --jobs=4 --snapshot=00000003-0000001B-1 --file=/var/backups/runbook/postgresql/app/20261122T020000Z/data"]
+  sample:
+    - "/usr/lib/postgresql/15/bin/pg_dump --format=directory --jobs=4 --no-password
+      --file=/var/backups/runbook/postgresql/app/20261122T020000Z/data --snapshot=00000003-0000001B-1"
 server_version:
   description: Server version.
   returned: always
@@ -242,7 +246,7 @@ def plan_backup(info: ConnInfo, name: str, dest: str, jobs: int, compress: int |
     conn = connect(info, dbname=name)
     try:
         num, version = server_version(conn)
-        pg_dump, _ = find_tool("pg_dump", num // 10000, bin_dir)
+        pg_dump, _version = find_tool("pg_dump", num // 10000, bin_dir)
         facts = database_facts(conn, name)
         tables = estimated_tables(conn)
     finally:
@@ -281,7 +285,8 @@ def run_backup(
 
         argv = pg_dump_argv(pg_dump, os.path.join(writer.path, "data"), jobs, compress, snapshot)
         with tempfile.TemporaryFile() as errf:
-            proc = subprocess.Popen(
+            # Popen, not run_command: pg_dump runs while this process counts rows in the exported snapshot.
+            proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
                 argv,
                 env=libpq_env(info, name),
                 stdin=subprocess.DEVNULL,

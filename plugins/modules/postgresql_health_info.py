@@ -32,7 +32,7 @@ attributes:
   idempotent:
     description: Running the module twice against an unchanged system reports no change.
     support: full
-    details: The module never changes anything; RV(changed) is always false.
+    details: The module never changes anything; C(changed) is always false.
   platform:
     platforms: posix
   action_group:
@@ -69,7 +69,7 @@ notes:
 seealso:
   - module: runbook.stack.postgresql_maintenance
 author:
-  - runbook.stack maintainers
+  - runbook.stack maintainers (@runbook-stack)
 """
 
 EXAMPLES = r"""

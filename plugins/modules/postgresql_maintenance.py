@@ -34,7 +34,7 @@ attributes:
     support: none
     details:
       - Maintenance always runs. Every run with a task that has tables, or with a session to
-        terminate, reports RV(changed=true).
+        terminate, reports C(changed=true).
   platform:
     platforms: posix
   action_group:
@@ -100,7 +100,7 @@ notes:
 seealso:
   - module: runbook.stack.postgresql_health_info
 author:
-  - runbook.stack maintainers
+  - runbook.stack maintainers (@runbook-stack)
 """
 
 EXAMPLES = r"""

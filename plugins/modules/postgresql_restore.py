@@ -26,7 +26,8 @@ description:
     Use it only where the server has no room for two copies; it requires O(keep_previous=false) as the
     explicit acknowledgement that the current contents are discarded. The set is still fully verified
     before the drop.
-author: runbook.stack maintainers
+author:
+  - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - runbook.stack.postgresql
   - ansible.builtin.action_common_attributes
@@ -37,6 +38,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Whether a second run with the same options reports no change.
     support: none
     details: Every real run restores the set again.
   platform:
@@ -419,7 +421,9 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     admin = connect(info)
     try:
         num, _version = server_version(admin)
-        pg_restore, _ = find_tool("pg_restore", max(num // 10000, _dump_major(manifest)), params["pg_bin_dir"])
+        pg_restore, _tool_version = find_tool(
+            "pg_restore", max(num // 10000, _dump_major(manifest)), params["pg_bin_dir"]
+        )
         missing = missing_roles(admin, manifest["facts"]["database"])
         if missing:
             raise PostgresError(

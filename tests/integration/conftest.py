@@ -49,7 +49,7 @@ def lab_env() -> dict[str, str]:
     for line in proc.stdout.splitlines():
         words = shlex.split(line)
         if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, _, value = words[1].partition("=")
+            key, _sep, value = words[1].partition("=")
             env[key] = value
     return env
 

@@ -238,7 +238,7 @@ def test_pg_stat_statements_before_and_after_create_extension(lab, module, scrat
     # the statistics are cluster-wide and outlive the extension: start from a clean slate so that
     # the statements below rank among the top ones whatever else ran on the lab before
     sql(lab, "SELECT pg_stat_statements_reset()", dbname=scratch_db)
-    for _ in range(3):
+    for _round in range(3):
         sql(lab, "SELECT count(*) FROM generate_series(1, 300000) AS rb_it_pss", dbname=scratch_db)
     res = module(MODULE, conn_args(lab, login_db=scratch_db, top_statements=3))
     assert_clean(res, lab)

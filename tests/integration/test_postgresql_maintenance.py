@@ -128,7 +128,7 @@ def test_vacuum_analyze_check_mode_then_real_run(lab, module, tables):
     assert [t["name"] for t in res["tasks"]] == ["vacuum", "analyze"]
     assert res["tasks"][0]["tables"] == ["public.orders", "public.customers"]
     for table in tables:
-        last_vacuum, last_analyze, _, _ = stats(lab, table)
+        last_vacuum, last_analyze, _vacuum_count, _analyze_count = stats(lab, table)
         assert last_vacuum is None and last_analyze is None, table
 
     res = module(MODULE, args)
