@@ -45,10 +45,13 @@ class PostgresError(Exception):
 DB_ERRORS: tuple[type[BaseException], ...] = (psycopg2.Error,) if HAS_PSYCOPG2 else ()
 
 
-def db_error_text(exc: BaseException) -> str:
-    """One line from a psycopg2 error: SQLSTATE name and the server's message."""
+def error_text(exc: BaseException) -> str:
+    """The server's primary message of a psycopg2 error on one line (no 'ERROR:' prefix, no LINE/caret),
+    with its SQLSTATE when the server sent one."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    text = " ".join(str(primary or exc).split()) or type(exc).__name__
     code = getattr(exc, "pgcode", None)
-    text = " ".join(str(getattr(exc, "pgerror", None) or exc).split())
     return f"{text} (SQLSTATE {code})" if code else text
 
 
@@ -562,13 +565,6 @@ def apply_database_facts(conn: Any, dbname: str, facts: dict[str, Any]) -> list[
 # ---------------------------------------------------------------------------------------------
 # sessions (postgresql_health_info, postgresql_maintenance)
 # ---------------------------------------------------------------------------------------------
-
-
-def error_text(exc: BaseException) -> str:
-    """The server's primary message of a psycopg2 error on one line (no 'ERROR:' prefix, no LINE/caret)."""
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    return " ".join(str(primary or exc).split()) or type(exc).__name__
 
 
 IDLE_IN_TRANSACTION_SQL = """

@@ -179,7 +179,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     connect,
     count_rows,
     database_facts,
-    db_error_text,
+    error_text,
     find_tool,
     libpq_env,
     postgres_argument_spec,
@@ -387,7 +387,7 @@ def main() -> None:
     except (PostgresError, BackupSetError) as exc:
         module.fail_json(msg=f"cannot back up database {name!r}: {exc}")
     except DB_ERRORS as exc:
-        module.fail_json(msg=f"cannot back up database {name!r}: {db_error_text(exc)}")
+        module.fail_json(msg=f"cannot back up database {name!r}: {error_text(exc)}")
     except OSError as exc:
         module.fail_json(msg=f"cannot back up database {name!r} to {p['dest']}: {exc.strerror or exc}")
     except Interrupted as exc:

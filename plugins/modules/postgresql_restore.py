@@ -217,8 +217,8 @@ from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     count_rows_parallel,
     create_database_sql,
     database_exists,
-    db_error_text,
     drop_database,
+    error_text,
     execute,
     find_tool,
     libpq_env,
@@ -540,7 +540,7 @@ def main() -> None:
     except (PostgresError, BackupSetError) as exc:
         module.fail_json(msg=f"cannot restore database {name!r} from {what}: {exc}")
     except DB_ERRORS as exc:
-        module.fail_json(msg=f"cannot restore database {name!r} from {what}: {db_error_text(exc)}")
+        module.fail_json(msg=f"cannot restore database {name!r} from {what}: {error_text(exc)}")
     except OSError as exc:
         module.fail_json(msg=f"cannot restore database {name!r} from {what}: {exc.strerror or exc}")
     except Interrupted as exc:

@@ -264,6 +264,33 @@ def psql(lab: dict[str, Any], sql: str, db: str = "postgres") -> str:
     return proc.stdout.rstrip("\n")
 
 
+def pg_connect(lab: dict[str, Any], dbname: str = "postgres", autocommit: bool = True, app: str = "rb-it") -> Any:
+    """A psycopg2 connection to the lab as the superuser (for setting up and checking state)."""
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host=lab["pg"]["login_host"],
+        port=lab["pg"]["login_port"],
+        user=lab["pg"]["login_user"],
+        password=lab["pg"]["login_password"],
+        dbname=dbname,
+        application_name=app,
+    )
+    conn.autocommit = autocommit
+    return conn
+
+
+def pg_query(lab: dict[str, Any], statement: str, dbname: str = "postgres", args: Any = None) -> list | None:
+    """Run one statement on a fresh connection; rows when it returns any, else None."""
+    conn = pg_connect(lab, dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement, args)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def tmp_backup_root(tmp_path: Path) -> Path:
     """A fresh, empty directory for backup sets (under pytest's tmp_path)."""

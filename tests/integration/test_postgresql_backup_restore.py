@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from conftest import pg_connect, pg_query
 
 DB = "rb_it_app"
 OWNER = "rb_it_owner"
@@ -29,25 +30,11 @@ READER = "rb_it_reader"
 
 
 def pg(lab, dbname="postgres"):
-    c = psycopg2.connect(
-        host=lab["pg"]["login_host"],
-        port=lab["pg"]["login_port"],
-        user=lab["pg"]["login_user"],
-        password=lab["pg"]["login_password"],
-        dbname=dbname,
-    )
-    c.autocommit = True
-    return c
+    return pg_connect(lab, dbname)
 
 
 def sql(lab, statement, dbname="postgres", args=None):
-    c = pg(lab, dbname)
-    try:
-        with c.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        c.close()
+    return pg_query(lab, statement, dbname, args)
 
 
 def db_exists(lab, name):

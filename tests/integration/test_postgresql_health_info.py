@@ -11,6 +11,7 @@ import time
 
 import psycopg2
 import pytest
+from conftest import pg_connect, pg_query
 
 MODULE = "postgresql_health_info"
 SCRATCH_DB = "rb_it_health"
@@ -23,26 +24,11 @@ LOCK_TABLE = "rb_it_health_lock"
 
 
 def pg(lab, dbname="postgres", autocommit=True, app="rb-it-health"):
-    c = psycopg2.connect(
-        host=lab["pg"]["login_host"],
-        port=lab["pg"]["login_port"],
-        user=lab["pg"]["login_user"],
-        password=lab["pg"]["login_password"],
-        dbname=dbname,
-        application_name=app,
-    )
-    c.autocommit = autocommit
-    return c
+    return pg_connect(lab, dbname, autocommit, app)
 
 
 def sql(lab, statement, dbname="postgres", args=None):
-    c = pg(lab, dbname)
-    try:
-        with c.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else None
-    finally:
-        c.close()
+    return pg_query(lab, statement, dbname, args)
 
 
 def conn_args(lab, **extra):
