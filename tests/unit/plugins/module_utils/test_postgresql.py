@@ -22,6 +22,8 @@ def _module_with(monkeypatch, args, spec=None, env=None):
     for key, value in (env or {}).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args})))
+    # ansible-core 2.19+ reads module args with a serialization profile
+    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy", raising=False)
     return basic.AnsibleModule(argument_spec=spec or pg.postgres_argument_spec())
 
 
