@@ -57,7 +57,7 @@ def lab_env() -> dict[str, str]:
     for line in out.splitlines():
         words = shlex.split(line)
         if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, _, value = words[1].partition("=")
+            key, _sep, value = words[1].partition("=")
             env[key] = value
     return env
 
@@ -350,7 +350,7 @@ def run_module(name: str, args: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         env = clean_env()
         env["PYTHONPATH"] = str(COLLECTIONS_PATH)
         argv = [str(PYTHON), "-m", f"ansible_collections.runbook.stack.plugins.modules.{name}", str(args_file)]
-        elapsed, stdout, _ = timed_run(argv, env, cwd=Path(tmp))
+        elapsed, stdout, _stderr = timed_run(argv, env, cwd=Path(tmp))
     result = json.loads(stdout.strip().splitlines()[-1])
     if result.get("failed"):
         raise RuntimeError(f"module {name} failed: {result.get('msg')}")
@@ -409,8 +409,8 @@ def ansible_startup(runs: int = 3) -> list[float]:
         f"ansible_python_interpreter={PYTHON}",
     ]
     times = []
-    for _ in range(runs):
-        elapsed, stdout, _ = timed_run(argv, env, cwd=ROOT)
+    for _round in range(runs):
+        elapsed, stdout, _stderr = timed_run(argv, env, cwd=ROOT)
         if "SUCCESS" not in stdout:
             raise RuntimeError(f"ansible ping did not succeed:\n{stdout}")
         times.append(round(elapsed, 3))
@@ -456,7 +456,7 @@ class Round:
         out = self.dir / "raw"
         argv = [str(self.bin_dir / "pg_dump"), "-Fd", f"-j{JOBS}", "-f", str(out), "-d", self.db]
         context = settle(self.lab)
-        wall, _, _ = timed_run(argv, self.lab.tool_env())
+        wall, _stdout, _stderr = timed_run(argv, self.lab.tool_env())
         self.data["backup_raw"] = {
             "seconds": round(wall, 3),
             "size_bytes": dir_size(out),
@@ -500,7 +500,7 @@ class Round:
             admin.close()
         argv = [str(self.bin_dir / "pg_restore"), f"-j{JOBS}", "-d", self.raw_target, str(self.dir / "raw")]
         context = settle(self.lab)
-        wall, _, _ = timed_run(argv, self.lab.tool_env())
+        wall, _stdout, _stderr = timed_run(argv, self.lab.tool_env())
         self.data["restore_raw"] = {
             "seconds": round(wall, 3),
             "command": shlex.join(argv),

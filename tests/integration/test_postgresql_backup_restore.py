@@ -223,6 +223,8 @@ def test_backup_writes_a_sealed_private_set(lab, module, app_db, tmp_backup_root
     assert listed == on_disk and "data/toc.dat" in listed
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
     assert backup["size_bytes"] == sum(f["size"] for f in manifest["files"])
+    assert [st["step"].split()[0] for st in backup["steps"]] == ["pg_dump", "row", "fsync"]
+    assert all(st["duration_s"] >= 0 for st in backup["steps"])
     assert any(c.startswith(res["commands"][0].split()[0]) and "--jobs=2" in c for c in res["commands"])
 
 
