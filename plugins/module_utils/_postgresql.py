@@ -308,17 +308,26 @@ def _shell_quote(arg: str) -> str:
 # catalogue queries shared by backup and restore
 # ---------------------------------------------------------------------------------------------
 
-USER_TABLES_SQL = """
+
+def default_jobs() -> int:
+    """Parallel jobs for pg_dump / pg_restore when the user sets none: min(4, CPUs)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+# Relations of users, as opposed to the system's or an extension's: ``c`` is pg_class, ``n`` its
+# pg_namespace. It contains literal '%' signs, so statements using it run without query arguments.
+USER_RELATION_FILTER = """n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%'
+  AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_depend d
+    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')"""
+
+USER_TABLES_SQL = f"""
 SELECT n.nspname, c.relname
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%%'
-  AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
-  AND NOT EXISTS (
-    SELECT 1 FROM pg_depend d
-    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+WHERE c.relkind = 'r' AND {USER_RELATION_FILTER}
 ORDER BY 1, 2
 """
 

@@ -180,12 +180,14 @@ from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     DB_ERRORS,
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
+    USER_RELATION_FILTER,
     ConnInfo,
     PostgresError,
     conn_info,
     connect,
     count_rows,
     database_facts,
+    default_jobs,
     error_text,
     find_tool,
     libpq_env,
@@ -205,10 +207,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._process import (
 KIND = "postgresql"
 
 
-def default_jobs() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 def check_dest_writable(dest: str) -> None:
     """Fail now, with the path and cause, when the backup root cannot be created or written."""
     probe = os.path.abspath(dest)
@@ -226,10 +224,9 @@ def check_dest_writable(dest: str) -> None:
 def estimated_tables(conn: Any) -> dict[str, int]:
     rows = query(
         conn,
-        """SELECT n.nspname || '.' || c.relname, GREATEST(c.reltuples, 0)::bigint
+        f"""SELECT n.nspname || '.' || c.relname, GREATEST(c.reltuples, 0)::bigint
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-             AND n.nspname NOT LIKE 'pg\\_toast%%' ORDER BY 1""",
+           WHERE c.relkind = 'r' AND {USER_RELATION_FILTER} ORDER BY 1""",
     )
     return {r[0]: int(r[1]) for r in rows}
 

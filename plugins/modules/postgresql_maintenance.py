@@ -234,6 +234,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
+    USER_RELATION_FILTER,
     PostgresError,
     conn_info,
     connect,
@@ -289,19 +290,10 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 """
 
-DEFAULT_RELATIONS_SQL = (
-    RELATION_COLUMNS
-    + """
-WHERE c.relkind IN ('r', 'p', 'm')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\\_toast%'
-  AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-  AND NOT EXISTS (
-    SELECT 1 FROM pg_depend d
-    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+DEFAULT_RELATIONS_SQL = f"""{RELATION_COLUMNS}
+WHERE c.relkind IN ('r', 'p', 'm') AND {USER_RELATION_FILTER}
 ORDER BY n.nspname, c.relname
 """
-)
 
 RESOLVE_SQL = RELATION_COLUMNS + "WHERE c.oid = to_regclass(%s)"
 

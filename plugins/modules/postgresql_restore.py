@@ -217,6 +217,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     count_rows_parallel,
     create_database_sql,
     database_exists,
+    default_jobs,
     drop_database,
     error_text,
     execute,
@@ -234,10 +235,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._process import Inte
 
 KIND = "postgresql"
 MAX_IDENT = 63
-
-
-def default_jobs() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def derived_name(name: str, suffix: str) -> str:
