@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import stat
 import tempfile
 import time
 import urllib.parse
@@ -246,17 +245,22 @@ def write_file_atomic(path: str, data: bytes, mode: int = FILE_MODE) -> None:
 
 
 def remove_tree(path: str) -> None:
-    def _onerror(func: Callable[..., Any], p: str, exc_info: Any) -> None:
-        # make read-only / 0500 trees removable, then retry once
-        try:
-            os.chmod(os.path.dirname(p), DIR_MODE)
-            os.chmod(p, stat.S_IRWXU)
-        except OSError:
-            pass
-        func(p)
+    """Remove path and everything below it, also directories left unreadable (e.g. mode 0500 or 0000).
 
-    if os.path.lexists(path):
-        shutil.rmtree(path, onerror=_onerror)
+    Directories are made 0700 top-down before the removal (symbolic links are removed, never followed).
+    """
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+        return
+    if not os.path.lexists(path):
+        return
+    os.chmod(path, DIR_MODE)
+    for dirpath, dirnames, _filenames in os.walk(path):
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                os.chmod(full, DIR_MODE)
+    shutil.rmtree(path)
 
 
 def walk_files(base: str) -> list[str]:
@@ -287,13 +291,14 @@ def fsync_tree(base: str) -> None:
 
 
 def secure_tree(base: str) -> None:
-    """Files 0600, directories 0700 below (and including) base."""
+    """Files 0600, directories 0700 below (and including) base; symbolic links are left alone, so a
+    link inside a set can never change the mode of something outside it."""
     os.chmod(base, DIR_MODE)
     for dirpath, dirnames, filenames in os.walk(base):
-        for d in dirnames:
-            os.chmod(os.path.join(dirpath, d), DIR_MODE)
-        for f in filenames:
-            os.chmod(os.path.join(dirpath, f), FILE_MODE)
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                os.chmod(full, DIR_MODE if name in dirnames else FILE_MODE)
 
 
 def hash_files(base: str, rels: Iterable[str], workers: int = 2) -> list[dict[str, Any]]:

@@ -637,3 +637,33 @@ def test_select_prune_ignores_invalid_sets():
     assert (age_days(keep), age_days(remove)) == ([5], [6, 7])
     keep, remove = bs.select_prune(days(1, 2, valid=False), keep_last=1, keep_days=1, now=NOW)
     assert keep == [] and remove == []
+
+
+def test_secure_tree_leaves_symlink_targets_alone(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not part of the set")
+    outside.chmod(0o644)
+    base = tmp_path / "set"
+    (base / "data").mkdir(parents=True)
+    (base / "data" / "f").write_text("x")
+    (base / "data" / "link").symlink_to(outside)
+    bs.secure_tree(str(base))
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o644
+    assert stat.S_IMODE((base / "data" / "f").stat().st_mode) == 0o600
+    assert stat.S_IMODE((base / "data").stat().st_mode) == 0o700
+
+
+def test_remove_tree_removes_unreadable_directories_and_not_link_targets(tmp_path):
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "precious").write_text("keep me")
+    base = tmp_path / "set"
+    locked = base / "data" / "locked"
+    locked.mkdir(parents=True)
+    (locked / "f").write_text("x")
+    (base / "data" / "link").symlink_to(keep)
+    locked.chmod(0o000)
+    (base / "data").chmod(0o500)
+    bs.remove_tree(str(base))
+    assert not base.exists()
+    assert (keep / "precious").read_text() == "keep me"
