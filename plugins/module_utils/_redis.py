@@ -113,8 +113,10 @@ def describe(exc: BaseException, info: ConnInfo) -> str:
     return text
 
 
-def connect(info: ConnInfo) -> Any:
-    """A redis.Redis client that has answered PING; faults become RedisError naming host:port."""
+def connect(info: ConnInfo, decode: bool = True) -> Any:
+    """A redis.Redis client that has answered PING; faults become RedisError naming host:port.
+
+    ``decode=False`` returns bytes (keys that are not UTF-8, and no decoding cost on bulk work)."""
     kwargs: dict[str, Any] = dict(
         host=info.host,
         port=info.port,
@@ -123,7 +125,7 @@ def connect(info: ConnInfo) -> Any:
         password=info.password,
         socket_connect_timeout=info.connect_timeout,
         socket_timeout=info.socket_timeout,
-        decode_responses=True,
+        decode_responses=decode,
         retry_on_timeout=False,
         client_name="runbook.stack",
     )
