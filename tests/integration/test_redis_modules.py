@@ -102,3 +102,110 @@ def test_health_password_from_rediscli_auth(lab, module):
     args = {k: v for k, v in lab["redis"].items() if k != "login_password"}
     result = module("redis_health_info", args, env={"REDISCLI_AUTH": lab["redis"]["login_password"]})
     assert result["_rc"] == 0, result["msg"]
+
+
+# ------------------------------------------------------------------------------------------------
+# redis_keys
+# ------------------------------------------------------------------------------------------------
+
+
+def _seed(lab: dict[str, Any], prefix: str, doomed: int = 120, kept: int = 30) -> redis.Redis:
+    client = _client(lab)
+    pipe = client.pipeline(transaction=False)
+    for i in range(doomed):
+        pipe.set(f"{prefix}old:{i}", i)
+    for i in range(kept):
+        pipe.set(f"{prefix}new:{i}", i)
+    pipe.execute()
+    return client
+
+
+def test_keys_count_and_check_mode_delete_touch_nothing(lab, module, prefix):
+    client = _seed(lab, prefix)
+    counted = module("redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}old:*", batch_size=7, sample_size=5))
+    assert counted["_rc"] == 0, counted
+    assert counted["changed"] is False
+    assert (counted["matched"], counted["affected"]) == (120, 0)
+    assert len(counted["sample"]) == 5 and all(k.startswith(f"{prefix}old:") for k in counted["sample"])
+    assert counted["scan_calls"] > 1
+    check = module(
+        "redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete", batch_size=50), check_mode=True
+    )
+    assert check["changed"] is True and check["matched"] == 120 and check["affected"] == 0
+    assert len(list(client.scan_iter(match=f"{prefix}*", count=1000))) == 150
+    expire_check = module(
+        "redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="expire", ttl=100), check_mode=True
+    )
+    assert expire_check["changed"] is True
+    assert client.ttl(f"{prefix}old:1") == -1
+
+
+def test_keys_delete_then_rerun_unchanged(lab, module, prefix):
+    client = _seed(lab, prefix)
+    result = module("redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete", batch_size=16))
+    assert result["_rc"] == 0, result
+    assert result["changed"] is True and result["affected"] == 120 and result["matched"] >= 120
+    left = sorted(client.scan_iter(match=f"{prefix}*", count=1000))
+    assert left == sorted(f"{prefix}new:{i}" for i in range(30))
+    again = module("redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete"))
+    assert again["changed"] is False and again["matched"] == 0 and again["affected"] == 0
+
+
+def test_keys_delete_respects_rate_limit(lab, module, prefix):
+    _seed(lab, prefix, doomed=40, kept=0)
+    result = module(
+        "redis_keys",
+        _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete", batch_size=10, max_per_second=20),
+    )
+    assert result["affected"] == 40
+    # SCAN examines the whole db in batches of 10: at 20 keys/s it cannot finish within 1 s
+    assert result["duration_s"] >= 1.0
+
+
+def test_keys_expire_sets_ttl(lab, module, prefix):
+    client = _seed(lab, prefix)
+    result = module("redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="expire", ttl=500))
+    assert result["_rc"] == 0, result
+    assert result["changed"] is True and result["affected"] == 120
+    assert 490 <= client.ttl(f"{prefix}old:7") <= 500
+    assert client.ttl(f"{prefix}new:7") == -1
+
+
+@pytest.mark.parametrize("pattern", ["*", "", "**"])
+def test_keys_delete_all_needs_allow_all(lab, module, prefix, pattern):
+    client = _seed(lab, prefix, doomed=3, kept=0)
+    before = client.dbsize()
+    result = module("redis_keys", _args(lab, db=ITDB, pattern=pattern, action="delete"))
+    assert result["_rc"] != 0 and result.get("failed")
+    assert "allow_all" in result["msg"]
+    assert client.dbsize() >= before
+    _no_traceback(result)
+
+
+@pytest.mark.parametrize(
+    ("extra", "word"),
+    [
+        ({"action": "expire"}, "ttl"),
+        ({"action": "expire", "ttl": 0}, "ttl"),
+        ({"action": "delete", "ttl": 5}, "ttl"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"action": "purge"}, "action"),
+    ],
+)
+def test_keys_bad_options_fail_clearly(lab, module, prefix, extra, word):
+    result = module("redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}*", **extra))
+    assert result["_rc"] != 0 and result.get("failed")
+    assert word in result["msg"]
+    _no_traceback(result)
+
+
+def test_keys_wrong_password_and_closed_port(lab, module):
+    secret = "nope-" + uuid.uuid4().hex
+    result = module("redis_keys", _args(lab, pattern="x:*", login_password=secret))
+    assert result["_rc"] != 0 and "authentication failed" in result["msg"]
+    assert secret not in result["_stdout"] + result["_stderr"]
+    started = time.monotonic()
+    closed = module("redis_keys", {"login_port": 1, "pattern": "x:*", "connect_timeout": 2})
+    assert time.monotonic() - started < 10
+    assert closed["_rc"] != 0 and "127.0.0.1:1" in closed["msg"]
+    _no_traceback(closed)
