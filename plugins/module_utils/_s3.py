@@ -43,7 +43,9 @@ def s3_argument_spec() -> dict[str, Any]:
     """Connection options shared by every s3_* module (doc fragment: runbook.stack.s3)."""
     return dict(
         endpoint_url=dict(type="str", fallback=(env_fallback, ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"])),
-        access_key=dict(type="str", aliases=["aws_access_key_id"], fallback=(env_fallback, ["AWS_ACCESS_KEY_ID"])),
+        access_key=dict(
+            type="str", no_log=False, aliases=["aws_access_key_id"], fallback=(env_fallback, ["AWS_ACCESS_KEY_ID"])
+        ),
         secret_key=dict(type="str", no_log=True, fallback=(env_fallback, ["AWS_SECRET_ACCESS_KEY"])),
         session_token=dict(type="str", no_log=True, fallback=(env_fallback, ["AWS_SESSION_TOKEN"])),
         region=dict(type="str", default="us-east-1", fallback=(env_fallback, ["AWS_REGION", "AWS_DEFAULT_REGION"])),
@@ -127,6 +129,9 @@ def client(info: S3Conn) -> Any:
         retries={"max_attempts": 2, "mode": "standard"},
         s3={"addressing_style": info.addressing_style},
         signature_version="s3v4",
+        # MinIO, SeaweedFS and Ceph do not all accept the CRC checksums newer botocore sends by default
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
     verify: bool | str = info.ca_bundle if (info.validate_certs and info.ca_bundle) else info.validate_certs
     try:
