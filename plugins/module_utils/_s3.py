@@ -204,6 +204,8 @@ def translate(
     code = error_code(exc)
     if code:
         template = _CODE_TEXT.get(code or "") or _HTTP_TEXT.get(code or "")
+        if code == "404" and key is not None:  # HEAD requests carry no error body: 404 on a key is the key
+            template = _CODE_TEXT["NoSuchKey"]
         if template:
             cause = f"{template.format(bucket=bucket_text, key=key_text, what=what)} ({code})"
         else:

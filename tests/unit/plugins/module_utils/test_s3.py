@@ -103,6 +103,8 @@ def test_missing_bucket():
 def test_head_bucket_404_without_code_text():
     exc = client_error("404", message="Not Found", status=404)
     assert "bucket 'b' does not exist (404)" in str(_s3.translate(exc, conn(), "check bucket", bucket="b"))
+    on_key = str(_s3.translate(exc, conn(), "head object", bucket="b", key="k"))
+    assert "object 'k' does not exist in bucket 'b' (404)" in on_key
 
 
 def test_wrong_secret_is_named_and_never_shown():
