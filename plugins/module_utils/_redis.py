@@ -204,3 +204,31 @@ def hit_rate(hits: int, misses: int) -> float | None:
     if total <= 0:
         return None
     return round(int(hits) / total, 4)
+
+
+_UNIT_TOKEN_RE = re.compile(r"^-?\d+(k|kb|m|mb|g|gb)$", re.IGNORECASE)
+
+
+def config_value(value: Any) -> str:
+    """A setting value as CONFIG SET takes it: booleans as yes/no, lists joined by spaces."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return " ".join(config_value(v) for v in value)
+    return str(value).strip()
+
+
+def normalize_config(value: Any) -> str:
+    """A setting value in the form CONFIG GET reports it, for comparison.
+
+    Whitespace is collapsed, yes/no are lower-cased and every token with a memory unit
+    (``1gb``, ``512k``) becomes its number of bytes; other tokens are kept as they are.
+    """
+    tokens = []
+    for token in config_value(value).split():
+        if _UNIT_TOKEN_RE.match(token):
+            token = str(parse_memory(token))
+        elif token.lower() in ("yes", "no"):
+            token = token.lower()
+        tokens.append(token)
+    return " ".join(tokens)

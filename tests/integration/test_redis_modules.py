@@ -6,8 +6,11 @@ flushed. Settings changed with CONFIG SET are restored in a ``finally``.
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -209,3 +212,145 @@ def test_keys_wrong_password_and_closed_port(lab, module):
     assert time.monotonic() - started < 10
     assert closed["_rc"] != 0 and "127.0.0.1:1" in closed["msg"]
     _no_traceback(closed)
+
+
+# ------------------------------------------------------------------------------------------------
+# redis_config
+# ------------------------------------------------------------------------------------------------
+
+TOUCHED = ("slowlog-log-slower-than", "maxmemory-samples", "maxmemory")
+
+
+@pytest.fixture
+def lab_config(lab):
+    """The lab's current values of the settings the tests change, restored afterwards."""
+    client = _client(lab, db=0)
+    saved = {name: client.config_get(name)[name] for name in TOUCHED}
+    try:
+        yield client, saved
+    finally:
+        for name, value in saved.items():
+            client.config_set(name, value)
+        client.close()
+
+
+def test_config_check_mode_then_set_then_idempotent(lab, module, lab_config):
+    client, saved = lab_config
+    slowlog = int(saved["slowlog-log-slower-than"]) + 1234
+    samples = 7 if saved["maxmemory-samples"] != "7" else 8
+    maxmem = "3gb" if saved["maxmemory"] != str(3 * 1024**3) else "4gb"
+    settings = {"slowlog-log-slower-than": slowlog, "maxmemory-samples": samples, "maxmemory": maxmem}
+
+    check = module("redis_config", _args(lab, settings=settings), check_mode=True, diff=True)
+    assert check["_rc"] == 0, check
+    assert check["changed"] is True
+    assert check["changed_settings"] == sorted(TOUCHED)
+    assert check["diff"]["before"]["maxmemory"] == saved["maxmemory"]
+    assert check["diff"]["after"]["maxmemory"] == str(int(maxmem[0]) * 1024**3)
+    assert {n: client.config_get(n)[n] for n in TOUCHED} == saved
+
+    real = module("redis_config", _args(lab, settings=settings), diff=True)
+    assert real["_rc"] == 0, real
+    assert real["changed"] is True and real["persisted"] is False
+    assert client.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"] == str(slowlog)
+    assert client.config_get("maxmemory-samples")["maxmemory-samples"] == str(samples)
+    assert client.config_get("maxmemory")["maxmemory"] == str(int(maxmem[0]) * 1024**3)
+    assert real["diff"]["after"]["maxmemory-samples"] == str(samples)
+    assert real["diff"]["before"]["maxmemory-samples"] == saved["maxmemory-samples"]
+
+    again = module("redis_config", _args(lab, settings=settings), diff=True)
+    assert again["changed"] is False and again["changed_settings"] == []
+    assert again["diff"] == {"before": {}, "after": {}}
+    in_bytes = module("redis_config", _args(lab, settings={"maxmemory": str(int(maxmem[0]) * 1024**3)}))
+    assert in_bytes["changed"] is False
+
+
+def test_config_unknown_setting_changes_nothing(lab, module, lab_config):
+    client, saved = lab_config
+    samples = 9 if saved["maxmemory-samples"] != "9" else 10
+    result = module("redis_config", _args(lab, settings={"maxmemory-samples": samples, "no-such-setting": "1"}))
+    assert result["_rc"] != 0 and result.get("failed")
+    assert "no-such-setting" in result["msg"] and "unknown" in result["msg"]
+    assert client.config_get("maxmemory-samples")["maxmemory-samples"] == saved["maxmemory-samples"]
+    _no_traceback(result)
+
+
+def test_config_bad_value_fails_clearly(lab, module, lab_config):
+    client, saved = lab_config
+    result = module("redis_config", _args(lab, settings={"maxmemory-samples": "lots"}))
+    assert result["_rc"] != 0 and "maxmemory-samples" in result["msg"]
+    assert client.config_get("maxmemory-samples")["maxmemory-samples"] == saved["maxmemory-samples"]
+    _no_traceback(result)
+
+
+def test_config_wrong_password_not_echoed(lab, module):
+    secret = "bad-" + uuid.uuid4().hex
+    result = module("redis_config", _args(lab, login_password=secret, settings={"maxmemory-samples": 5}))
+    assert result["_rc"] != 0 and "authentication failed" in result["msg"]
+    assert secret not in result["_stdout"] + result["_stderr"]
+    _no_traceback(result)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def scratch_redis(tmp_path):
+    """A throwaway redis-server: ``start(with_config)`` -> (port, config path or None)."""
+    procs: list[subprocess.Popen] = []
+
+    def start(with_config: bool = True) -> tuple[int, Path | None]:
+        port = _free_port()
+        conf = None
+        cmd = ["redis-server"]
+        if with_config:
+            conf = tmp_path / f"redis-{port}.conf"
+            conf.write_text(f'port {port}\nbind 127.0.0.1\nsave ""\ndir {tmp_path}\nmaxmemory-samples 5\n')
+            cmd.append(str(conf))
+        else:
+            cmd += ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
+        # The test owns this short-lived server process and stops it in the fixture's teardown.
+        procs.append(
+            subprocess.Popen(  # pylint: disable=ansible-bad-function
+                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
+        client = redis.Redis(port=port, socket_connect_timeout=1)
+        for _attempt in range(50):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        client.close()
+        return port, conf
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_config_persist_rewrites_config_file(module, scratch_redis):
+    port, conf = scratch_redis(with_config=True)
+    args = {"login_port": port, "settings": {"maxmemory-samples": 7}, "persist": True}
+    check = module("redis_config", args, check_mode=True)
+    assert check["changed"] is True and check["persisted"] is False
+    assert "maxmemory-samples 5" in conf.read_text()
+    result = module("redis_config", args)
+    assert result["_rc"] == 0, result
+    assert result["changed"] is True and result["persisted"] is True
+    assert "maxmemory-samples 7" in conf.read_text()
+    again = module("redis_config", args)
+    assert again["changed"] is False and again["persisted"] is False
+
+
+def test_config_persist_without_config_file_fails(module, scratch_redis):
+    port, _conf = scratch_redis(with_config=False)
+    result = module("redis_config", {"login_port": port, "settings": {"maxmemory-samples": 7}, "persist": True})
+    assert result["_rc"] != 0 and result.get("failed")
+    assert "CONFIG REWRITE" in result["msg"] and "maxmemory-samples" in result["msg"]
+    _no_traceback(result)

@@ -99,3 +99,27 @@ def test_hit_rate():
 
 def test_clean_masks_secret():
     assert rd.clean("bad\n pw hunter2 here", "hunter2") == "bad pw ******** here"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1gb", "1073741824"),
+        (1073741824, "1073741824"),
+        ("100MB", "104857600"),
+        (True, "yes"),
+        ("YES", "yes"),
+        ("  3600 1   300 100 ", "3600 1 300 100"),
+        (["3600", 1, "300", 100], "3600 1 300 100"),
+        ("allkeys-lru", "allkeys-lru"),
+        ("pubsub 32mb 8mb 60", "pubsub 33554432 8388608 60"),
+        ("", ""),
+    ],
+)
+def test_normalize_config(value, expected):
+    assert rd.normalize_config(value) == expected
+
+
+def test_normalize_config_equal_forms():
+    assert rd.normalize_config("1gb") == rd.normalize_config("1073741824")
+    assert rd.normalize_config("1g") != rd.normalize_config("1gb")
