@@ -63,6 +63,8 @@ options:
   max_per_second:
     description:
       - Upper bound on the keys examined per second, to spare a busy server. Unlimited when not set.
+      - Each C(SCAN) call counts as O(batch_size) keys examined (its C(COUNT) hint); the module
+        sleeps between calls to stay below the rate.
     type: float
   sample_size:
     description:

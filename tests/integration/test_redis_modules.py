@@ -72,7 +72,7 @@ def test_health_reports_dbsize_and_hit_rate(lab, module, prefix):
     assert strict["hit_rate_ok"] is False
     assert 0 < after["ping_ms"] < 1000
     assert after["role"] == "master"
-    assert after["version"].split(".")[0] >= "6"
+    assert int(after["version"].split(".")[0]) >= 6
     mem = after["memory"]
     assert 0 < mem["used_bytes"] <= mem["peak_bytes"]
     assert mem["maxmemory_policy"] == client.config_get("maxmemory-policy")["maxmemory-policy"]
