@@ -22,6 +22,8 @@ from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
+
 try:
     import psycopg2
     import psycopg2.errors
@@ -116,13 +118,6 @@ def conn_info(params: dict[str, Any]) -> ConnInfo:
     )
 
 
-def _clean(msg: str, secret: str | None = None) -> str:
-    msg = " ".join(str(msg).split())
-    if secret:
-        msg = msg.replace(secret, "********")
-    return msg
-
-
 def connect(info: ConnInfo, dbname: str | None = None, autocommit: bool = True) -> Any:
     """Open a psycopg2 connection; connection faults become PostgresError naming host, db and user."""
     db = dbname or info.dbname
@@ -145,7 +140,7 @@ def connect(info: ConnInfo, dbname: str | None = None, autocommit: bool = True) 
     except psycopg2.Error as exc:
         raise PostgresError(
             f"cannot connect to PostgreSQL at {info.where} (database {db!r}, user {info.user!r}): "
-            f"{_clean(str(exc), info.password)}"
+            f"{one_line(exc, info.password)}"
         ) from None
     conn.autocommit = autocommit
     return conn
@@ -288,7 +283,7 @@ def run_tool(
     except OSError as exc:
         raise PostgresError(f"{what}: cannot run {argv[0]}: {exc.strerror or exc}") from None
     if proc.returncode != 0:
-        detail = _clean(tail(proc.stderr) or tail(proc.stdout) or "no output", secret)
+        detail = one_line(tail(proc.stderr) or tail(proc.stdout) or "no output", secret)
         raise PostgresError(f"{what}: {os.path.basename(argv[0])} exited {proc.returncode}: {detail}")
     return proc
 

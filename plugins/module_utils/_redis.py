@@ -16,6 +16,8 @@ from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
+
 try:
     import redis
 
@@ -95,17 +97,9 @@ def conn_info(params: dict[str, Any]) -> ConnInfo:
     )
 
 
-def clean(msg: Any, secret: str | None = None) -> str:
-    """One-line text of an error with the secret masked."""
-    text = " ".join(str(msg).split())
-    if secret:
-        text = text.replace(secret, "********")
-    return text
-
-
 def describe(exc: BaseException, info: ConnInfo) -> str:
     """The cause of a redis-py error, phrased for the operator, password removed."""
-    text = clean(exc, info.password) or type(exc).__name__
+    text = one_line(exc, info.password) or type(exc).__name__
     if HAS_REDIS and isinstance(exc, redis.AuthenticationError):
         return f"authentication failed ({text})"
     if HAS_REDIS and isinstance(exc, redis.TimeoutError):

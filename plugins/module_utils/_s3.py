@@ -18,6 +18,8 @@ from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
+
 try:
     import boto3
     import botocore.config
@@ -146,14 +148,6 @@ def client(info: S3Conn) -> Any:
         raise translate(exc, info, "create an S3 client") from None
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    text = " ".join(str(text).split())
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "********")
-    return text
-
-
 # S3 error codes and what they mean to an operator.
 _CODE_TEXT = {
     "NoSuchBucket": "bucket {bucket} does not exist",
@@ -234,7 +228,7 @@ def translate(
         target += f", bucket {bucket_text}"
     if key is not None:
         target += f", key {key_text}"
-    return S3Error(scrub(f"cannot {verb} ({target}): {cause}", secrets))
+    return S3Error(one_line(f"cannot {verb} ({target}): {cause}", *secrets))
 
 
 def is_unreachable(exc: BaseException) -> bool:

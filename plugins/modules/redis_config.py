@@ -117,7 +117,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     HAS_REDIS,
     REDIS_IMPORT_ERROR,
     RedisError,
-    clean,
     config_value,
     conn_info,
     connect,
@@ -125,6 +124,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     normalize_config,
     redis_argument_spec,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 if HAS_REDIS:
     import redis
@@ -165,7 +165,7 @@ def set_settings(client: Any, wanted: dict[str, str], where: str) -> None:
             for name, value in wanted.items():
                 client.config_set(name, value)
     except redis.ResponseError as exc:
-        raise RedisError(f"cannot set {', '.join(sorted(wanted))} on Redis at {where}: {clean(exc)}") from None
+        raise RedisError(f"cannot set {', '.join(sorted(wanted))} on Redis at {where}: {one_line(exc)}") from None
 
 
 def main() -> None:
@@ -201,7 +201,7 @@ def main() -> None:
                 except redis.ResponseError as exc:
                     raise RedisError(
                         f"set {', '.join(sorted(to_set))} at runtime on Redis at {info.where}, but CONFIG REWRITE "
-                        f"failed, so the config file was not updated: {clean(exc)}"
+                        f"failed, so the config file was not updated: {one_line(exc)}"
                     ) from None
                 persisted = True
         elif to_set:
