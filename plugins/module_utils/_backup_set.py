@@ -142,6 +142,11 @@ class Storage:
         """A filesystem path for rel when this storage is local, else None."""
         return None
 
+    def file_sizes(self, rel: str) -> dict[str, int] | None:
+        """{path relative to rel: size} of every file below rel in one listing, or None when the
+        storage has no cheaper way than one size() call per file (local directories)."""
+        return None
+
 
 class LocalStorage(Storage):
     def __init__(self, root: str) -> None:
@@ -189,12 +194,25 @@ class LocalStorage(Storage):
         remove_tree(path)
 
 
-def open_storage(root: str) -> Storage:
-    """Storage for a backup root. Local paths now; ``s3://`` roots are added with the S3 modules."""
+def open_storage(root: str, s3: Any = None) -> Storage:
+    """Storage for a backup root: a local directory, or ``s3://bucket/prefix`` given the S3
+    connection ``s3`` (an ``_s3.S3Conn``; the S3 code is only imported for such roots)."""
     if not root:
         raise BackupSetError("the backup root must not be empty")
+    if root.startswith("s3://"):
+        if s3 is None:
+            raise BackupSetError(f"backup root {root!r}: this module does not take S3 connection options")
+        # imported here: _s3 builds on this module, and local roots must work without boto3
+        from ansible_collections.runbook.stack.plugins.module_utils import _s3  # pylint: disable=import-outside-toplevel
+
+        if not _s3.HAS_BOTO3:
+            raise BackupSetError(f"backup root {root!r} needs the boto3 Python library on the managed host")
+        try:
+            return _s3.S3Storage(root, s3)
+        except _s3.S3Error as exc:
+            raise BackupSetError(f"backup root {root!r}: {exc}") from None
     if "://" in root:
-        raise BackupSetError(f"backup root {root!r}: only local directories are supported by this version")
+        raise BackupSetError(f"backup root {root!r}: only local directories and s3://bucket/prefix are supported")
     return LocalStorage(root)
 
 
@@ -465,10 +483,16 @@ class BackupSet:
     def _size_problem(self) -> str | None:
         if self.manifest is None:
             return self.error or "no manifest"
+        listed = self.storage.file_sizes(self.rel) if self.manifest["files"] else None
         for entry in self.manifest["files"]:
             rel = f"{self.rel}/{entry['path']}"
             try:
-                size = self.storage.size(rel)
+                if listed is not None:
+                    if entry["path"] not in listed:
+                        raise FileNotFoundError(rel)
+                    size = listed[entry["path"]]
+                else:
+                    size = self.storage.size(rel)
             except FileNotFoundError:
                 return f"file {entry['path']} listed in the manifest is missing"
             except OSError as exc:

@@ -10,6 +10,7 @@ endpoint, bucket or key and the cause, and never contains the secret key or sess
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import traceback
 import urllib.parse
 from collections.abc import Iterable
@@ -18,6 +19,12 @@ from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
+    HASH_CHUNK,
+    MANIFEST,
+    BackupSetError,
+    Storage,
+)
 from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 try:
@@ -284,3 +291,166 @@ def batches(items: list[Any], size: int) -> list[list[Any]]:
     if not 0 < size <= DELETE_BATCH_MAX:
         raise S3Error(f"batch_size must be between 1 and {DELETE_BATCH_MAX}, got {size}")
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# ---------------------------------------------------------------------------------------------
+# backup sets under an S3 prefix (the Storage interface of _backup_set)
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, prefix) of ``s3://bucket/some/prefix``; the prefix has no leading or trailing '/'."""
+    text = str(url or "").strip()
+    if not text.startswith("s3://"):
+        raise S3Error(f"{text!r} is not an s3:// URL (expected s3://bucket/prefix)")
+    bucket, _sep, prefix = text[len("s3://") :].partition("/")
+    if not bucket or "/" in bucket or any(c.isspace() for c in bucket):
+        raise S3Error(f"{text!r} has no valid bucket name (expected s3://bucket/prefix)")
+    prefix = "/".join(p for p in prefix.split("/") if p)
+    if any(p in (".", "..") for p in prefix.split("/")):
+        raise S3Error(f"{text!r}: '.' and '..' are not allowed in the prefix")
+    return bucket, prefix
+
+
+def _not_found(exc: BaseException) -> bool:
+    return error_code(exc) in ("404", "NoSuchKey", "NotFound")
+
+
+class S3Storage(Storage):
+    """Backup sets under ``s3://bucket/prefix``: directories are key prefixes ending in '/'.
+
+    Reads of a missing key raise FileNotFoundError and other faults OSError (with the translated,
+    secret-free message), which is what BackupSet expects of any storage."""
+
+    def __init__(self, url: str, info: S3Conn, cli: Any = None) -> None:
+        self.bucket, self.prefix = parse_s3_url(url)
+        self.info = info
+        self.url = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.client = cli if cli is not None else client(info)
+
+    def key(self, rel: str) -> str:
+        parts = [p for p in f"{self.prefix}/{rel}".split("/") if p]
+        return "/".join(parts)
+
+    def _dir_prefix(self, rel: str) -> str:
+        key = self.key(rel)
+        return f"{key}/" if key else ""
+
+    def _fail(self, exc: BaseException, verb: str, key: str | None = None) -> OSError:
+        return OSError(str(translate(exc, self.info, verb, bucket=self.bucket, key=key)))
+
+    def list_dirs(self, rel: str) -> list[str]:
+        prefix = self._dir_prefix(rel)
+        names: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+            )
+            for page in pages:
+                for common in page.get("CommonPrefixes", []):
+                    name = common["Prefix"][len(prefix) :].rstrip("/")
+                    if name:
+                        names.append(name)
+        except Exception as exc:  # pylint: disable=broad-except  # translated
+            raise BackupSetError(
+                str(translate(exc, self.info, f"list prefix {prefix!r}", bucket=self.bucket))
+            ) from None
+        return sorted(names)
+
+    def iter_objects(self, rel: str) -> Iterable[dict[str, Any]]:
+        """Every object below the directory ``rel`` (ListObjectsV2 entries, key unchanged)."""
+        prefix = self._dir_prefix(rel)
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                yield from page.get("Contents", [])
+        except Exception as exc:  # pylint: disable=broad-except  # translated
+            raise self._fail(exc, f"list prefix {prefix!r}") from None
+
+    def file_sizes(self, rel: str) -> dict[str, int] | None:
+        prefix = self._dir_prefix(rel)
+        return {o["Key"][len(prefix) :]: int(o.get("Size", 0)) for o in self.iter_objects(rel)}
+
+    def read_bytes(self, rel: str) -> bytes:
+        key = self.key(rel)
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as exc:  # pylint: disable=broad-except  # translated
+            if _not_found(exc):
+                raise FileNotFoundError(key) from None
+            raise self._fail(exc, "read", key) from None
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        # a PUT is atomic on S3: readers see the old object, no object, or the whole new one
+        key = self.key(rel)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        except Exception as exc:  # pylint: disable=broad-except  # translated
+            raise self._fail(exc, "write", key) from None
+
+    def _head(self, rel: str) -> dict[str, Any]:
+        key = self.key(rel)
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:  # pylint: disable=broad-except  # translated
+            if _not_found(exc):
+                raise FileNotFoundError(key) from None
+            raise self._fail(exc, "read the size of", key) from None
+
+    def exists(self, rel: str) -> bool:
+        """True for an object or a non-empty directory (prefix); the bucket itself for rel ''."""
+        if rel.strip("/"):
+            try:
+                self._head(rel)
+                return True
+            except FileNotFoundError:
+                pass
+        try:
+            resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._dir_prefix(rel), MaxKeys=1)
+        except Exception as exc:  # pylint: disable=broad-except  # translated
+            if error_code(exc) in ("NoSuchBucket", "404"):
+                return False
+            raise BackupSetError(str(translate(exc, self.info, "list", bucket=self.bucket))) from None
+        return bool(resp.get("KeyCount") or resp.get("Contents")) or not rel.strip("/")
+
+    def size(self, rel: str) -> int:
+        return int(self._head(rel).get("ContentLength", 0))
+
+    def sha256(self, rel: str) -> str:
+        key = self.key(rel)
+        digest = hashlib.sha256()
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            for chunk in iter(lambda: body.read(HASH_CHUNK), b""):
+                digest.update(chunk)
+        except Exception as exc:  # pylint: disable=broad-except  # translated
+            if _not_found(exc):
+                raise FileNotFoundError(key) from None
+            raise self._fail(exc, "read", key) from None
+        return digest.hexdigest()
+
+    def delete_keys(self, keys: list[str]) -> int:
+        """Delete full keys in DeleteObjects batches; S3Error naming the keys that failed."""
+        deleted = 0
+        for batch in batches(keys, DELETE_BATCH_MAX):
+            try:
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                )
+            except Exception as exc:  # pylint: disable=broad-except  # translated
+                raise translate(exc, self.info, f"delete {len(batch)} objects", bucket=self.bucket) from None
+            errors = resp.get("Errors") or []
+            if errors:
+                shown = ", ".join(f"{e.get('Key')!r} ({e.get('Code')})" for e in errors[:5])
+                raise S3Error(f"cannot delete {len(errors)} objects in bucket {self.bucket!r}: {shown}")
+            deleted += len(batch)
+        return deleted
+
+    def remove_tree(self, rel: str) -> None:
+        manifest = f"{rel.rstrip('/')}/{MANIFEST}"
+        keys = [o["Key"] for o in self.iter_objects(rel)]
+        manifest_key = self.key(manifest)
+        if manifest_key in keys:  # the manifest goes first: an interrupted removal is never a sealed set
+            self.delete_keys([manifest_key])
+            keys.remove(manifest_key)
+        if keys:
+            self.delete_keys(keys)

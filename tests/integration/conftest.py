@@ -15,6 +15,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ LABCTL = ROOT / "lab" / "labctl"
 PYTHON = ROOT / ".venv" / "bin" / "python"
 COLLECTIONS_PATH = ROOT / ".cache" / "collections"
 COLLECTION = "runbook.stack"
+
+# Tests that call module_utils directly import the collection through the bootstrap's link.
+if str(COLLECTIONS_PATH) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS_PATH))
 
 # Variables that would let a module reach a service without the options under test; they are
 # removed from the module's environment unless a test passes them explicitly in ``env``.
