@@ -170,7 +170,9 @@ def test_set_rel_encodes_source():
 
 
 def test_open_storage_rejects_urls_and_empty(tmp_path):
-    with pytest.raises(bs.BackupSetError, match="only local directories"):
+    with pytest.raises(bs.BackupSetError, match="only local directories and s3://"):
+        bs.open_storage("ftp://host/prefix")
+    with pytest.raises(bs.BackupSetError, match="does not take S3 connection options"):
         bs.open_storage("s3://bucket/prefix")
     with pytest.raises(bs.BackupSetError, match="must not be empty"):
         bs.open_storage("")
