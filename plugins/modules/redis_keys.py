@@ -11,8 +11,13 @@ version_added: 0.1.0
 description:
   - Walks the keys of O(db) that match O(pattern) with C(SCAN) (C(COUNT) O(batch_size)) and counts
     them, deletes them with C(UNLINK) or gives them a time to live with C(EXPIRE).
-  - Deletes and expiries are sent in pipelines, one per C(SCAN) batch, together with the next
-    C(SCAN) call, so a batch costs one round trip. C(KEYS) is never used.
+  - By default each batch runs on the server as one short Lua script (C(SCAN) then C(UNLINK) or
+    C(EXPIRE) of what it returned), so the keys never travel to the module and a batch costs one
+    round trip. Each script handles one C(SCAN) batch only, so it blocks the server no longer than
+    the C(SCAN) call and the deletes of that batch would. C(KEYS) is never used.
+  - Where scripts are not allowed (O(server_side=false), C(EVAL) renamed or denied by an ACL) the
+    module sends each batch's deletes or expiries in a pipeline together with the next C(SCAN) call
+    instead; it switches to that path by itself when the server refuses the script.
   - An empty pattern or one made only of V(*) matches every key; O(action=delete) and
     O(action=expire) then need O(allow_all=true).
   - In check mode the module only counts; it returns the number of matching keys and a sample of
@@ -76,6 +81,13 @@ options:
       - Allow O(action=delete) or O(action=expire) with a pattern that matches every key.
     type: bool
     default: false
+  server_side:
+    description:
+      - Run each batch as a Lua script on the server (V(true)), or walk the keys from the module
+        with pipelines (V(false)). With V(true) the module still falls back to pipelines when the
+        server refuses scripts; RV(method) says which path ran.
+    type: bool
+    default: true
 notes:
   - C(SCAN) may return a key more than once while the server resizes its hash table, so
     RV(matched) can exceed the number of distinct keys; RV(affected) counts what the server
@@ -128,6 +140,11 @@ sample:
   elements: str
   returned: always
   sample: ["session:8c1f", "session:91aa"]
+method:
+  description: How the batches ran; V(server_script) (Lua script per batch) or V(client_pipeline).
+  type: str
+  returned: always
+  sample: server_script
 scan_calls:
   description: C(SCAN) calls made.
   type: int
@@ -184,6 +201,86 @@ def _text(key: bytes) -> str:
     return key.decode("utf-8", "backslashreplace")
 
 
+# One SCAN batch on the server: ARGV = cursor, pattern, count, action, ttl, sample size.
+# Returns {next cursor, keys matched, keys affected, up to <sample size> matched keys}. UNLINK takes
+# its keys in slices, so no call exceeds Lua's argument limit however many keys SCAN returned.
+BATCH_SCRIPT = """
+local res = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local keys = res[2]
+local affected = 0
+if ARGV[4] == 'delete' then
+  for i = 1, #keys, 1000 do
+    affected = affected + redis.call('UNLINK', unpack(keys, i, math.min(i + 999, #keys)))
+  end
+elseif ARGV[4] == 'expire' then
+  for i = 1, #keys do
+    affected = affected + redis.call('EXPIRE', keys[i], ARGV[5])
+  end
+end
+local sample = {}
+for i = 1, math.min(tonumber(ARGV[6]), #keys) do
+  sample[i] = keys[i]
+end
+return {res[1], #keys, affected, sample}
+"""
+
+# Replies that mean "scripts are not available here", as opposed to a fault of the batch itself.
+_NO_SCRIPT_HINTS = ("unknown command", "noperm", "no permissions", "scripting", "disabled", "not allowed")
+
+
+class ScriptRefused(Exception):
+    """The server refused the batch script before any key was touched."""
+
+
+def script_refused(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(hint in text for hint in _NO_SCRIPT_HINTS)
+
+
+def _pace(examined: int, max_per_second: float | None, started: float) -> None:
+    if max_per_second:
+        ahead = examined / max_per_second - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+def walk_server_side(
+    client: Any,
+    pattern: str,
+    action: str,
+    ttl: int | None,
+    batch_size: int,
+    sample_size: int,
+    max_per_second: float | None,
+) -> dict[str, Any]:
+    """Like :func:`walk`, with each batch's SCAN and UNLINK/EXPIRE in one Lua script on the server.
+
+    Raises :class:`ScriptRefused` when the server refuses the script on the first batch (callers
+    fall back to :func:`walk`); nothing has been changed then."""
+    script = client.register_script(BATCH_SCRIPT)
+    matched = affected = scan_calls = examined = 0
+    sample: list[str] = []
+    started = time.monotonic()
+    cursor: Any = 0
+    while True:
+        try:
+            reply = script(args=[cursor, pattern, batch_size, action, ttl or 0, max(sample_size - len(sample), 0)])
+        except CLIENT_ERRORS as exc:
+            if scan_calls == 0 and script_refused(exc):
+                raise ScriptRefused(str(exc)) from None
+            raise
+        cursor, found, done, keys = reply
+        scan_calls += 1
+        examined += batch_size
+        matched += int(found)
+        affected += int(done)
+        sample.extend(_text(k) for k in keys[: sample_size - len(sample)])
+        if int(cursor) == 0:
+            break
+        _pace(examined, max_per_second, started)
+    return dict(matched=matched, affected=affected, sample=sample, scan_calls=scan_calls, method="server_script")
+
+
 def walk(
     client: Any,
     pattern: str,
@@ -208,10 +305,7 @@ def walk(
         examined += batch_size
         if len(sample) < sample_size:
             sample.extend(_text(k) for k in keys[: sample_size - len(sample)])
-        if max_per_second:
-            ahead = examined / max_per_second - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
+        _pace(examined, max_per_second, started)
         pipe = client.pipeline(transaction=False)
         if keys and action == "delete":
             pipe.unlink(*keys)
@@ -232,7 +326,7 @@ def walk(
         if last:
             break
         cursor, keys = replies[-1]
-    return dict(matched=matched, affected=affected, sample=sample, scan_calls=scan_calls)
+    return dict(matched=matched, affected=affected, sample=sample, scan_calls=scan_calls, method="client_pipeline")
 
 
 def main() -> None:
@@ -245,6 +339,7 @@ def main() -> None:
         max_per_second=dict(type="float"),
         sample_size=dict(type="int", default=10),
         allow_all=dict(type="bool", default=False),
+        server_side=dict(type="bool", default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_REDIS:
@@ -260,7 +355,7 @@ def main() -> None:
         check_options(params)
         info = conn_info(params)
         client = connect(info, decode=False)
-        result = walk(
+        walk_args = (
             client,
             pattern,
             "count" if module.check_mode else action,
@@ -269,6 +364,14 @@ def main() -> None:
             params["sample_size"],
             params["max_per_second"],
         )
+        result = None
+        if params["server_side"]:
+            try:
+                result = walk_server_side(*walk_args)
+            except ScriptRefused as exc:
+                module.warn(f"Lua scripts are not available on this server ({describe(exc, info)}); using pipelines")
+        if result is None:
+            result = walk(*walk_args)
     except RedisError as exc:
         module.fail_json(msg=str(exc), duration_s=round(time.monotonic() - started, 3))
     except CLIENT_ERRORS as exc:

@@ -6,6 +6,7 @@ flushed. Settings changed with CONFIG SET are restored in a ``finally``.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
@@ -143,10 +144,15 @@ def test_keys_count_and_check_mode_delete_touch_nothing(lab, module, prefix):
     assert client.ttl(f"{prefix}old:1") == -1
 
 
-def test_keys_delete_then_rerun_unchanged(lab, module, prefix):
+@pytest.mark.parametrize("server_side,method", [(True, "server_script"), (False, "client_pipeline")])
+def test_keys_delete_then_rerun_unchanged(lab, module, prefix, server_side, method):
     client = _seed(lab, prefix)
-    result = module("redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete", batch_size=16))
+    result = module(
+        "redis_keys",
+        _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete", batch_size=16, server_side=server_side),
+    )
     assert result["_rc"] == 0, result
+    assert result["method"] == method
     assert result["changed"] is True and result["affected"] == 120 and result["matched"] >= 120
     left = sorted(client.scan_iter(match=f"{prefix}*", count=1000))
     assert left == sorted(f"{prefix}new:{i}" for i in range(30))
@@ -165,9 +171,13 @@ def test_keys_delete_respects_rate_limit(lab, module, prefix):
     assert result["duration_s"] >= 1.0
 
 
-def test_keys_expire_sets_ttl(lab, module, prefix):
+@pytest.mark.parametrize("server_side", [True, False])
+def test_keys_expire_sets_ttl(lab, module, prefix, server_side):
     client = _seed(lab, prefix)
-    result = module("redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="expire", ttl=500))
+    result = module(
+        "redis_keys",
+        _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="expire", ttl=500, server_side=server_side),
+    )
     assert result["_rc"] == 0, result
     assert result["changed"] is True and result["affected"] == 120
     assert 490 <= client.ttl(f"{prefix}old:7") <= 500
@@ -302,13 +312,13 @@ def scratch_redis(tmp_path):
     """A throwaway redis-server: ``start(with_config)`` -> (port, config path or None)."""
     procs: list[subprocess.Popen] = []
 
-    def start(with_config: bool = True) -> tuple[int, Path | None]:
+    def start(with_config: bool = True, extra: str = "") -> tuple[int, Path | None]:
         port = _free_port()
         conf = None
         cmd = ["redis-server"]
         if with_config:
             conf = tmp_path / f"redis-{port}.conf"
-            conf.write_text(f'port {port}\nbind 127.0.0.1\nsave ""\ndir {tmp_path}\nmaxmemory-samples 5\n')
+            conf.write_text(f'port {port}\nbind 127.0.0.1\nsave ""\ndir {tmp_path}\nmaxmemory-samples 5\n{extra}')
             cmd.append(str(conf))
         else:
             cmd += ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
@@ -354,3 +364,14 @@ def test_config_persist_without_config_file_fails(module, scratch_redis):
     assert result["_rc"] != 0 and result.get("failed")
     assert "CONFIG REWRITE" in result["msg"] and "maxmemory-samples" in result["msg"]
     _no_traceback(result)
+
+
+def test_keys_falls_back_to_pipelines_when_scripts_are_refused(module, scratch_redis):
+    port, _conf = scratch_redis(with_config=True, extra='rename-command EVALSHA ""\nrename-command EVAL ""\n')
+    client = redis.Redis(port=port)
+    client.mset({f"tmp:{i}": i for i in range(50)} | {f"keep:{i}": i for i in range(5)})
+    result = module("redis_keys", {"login_port": port, "pattern": "tmp:*", "action": "delete", "batch_size": 8})
+    assert result["_rc"] == 0, result
+    assert result["method"] == "client_pipeline" and result["affected"] == 50
+    assert "Lua scripts are not available" in json.dumps(result.get("warnings", [])), result
+    assert sorted(client.keys("*")) == sorted(f"keep:{i}".encode() for i in range(5))
