@@ -9,10 +9,13 @@ server and the cause and never contains a password.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ansible.module_utils.basic import env_fallback
 
@@ -226,3 +229,288 @@ def normalize_config(value: Any) -> str:
             token = token.lower()
         tokens.append(token)
     return " ".join(tokens)
+
+
+# ------------------------------------------------------------------------------------------------
+# snapshots and restores (redis_snapshot, redis_restore)
+# ------------------------------------------------------------------------------------------------
+
+RDB_MAGIC = b"REDIS"
+WAIT = "wait"
+DONE = "done"
+
+
+def _int(info: dict[str, Any], key: str, default: int = 0) -> int:
+    try:
+        return int(info.get(key, default))
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass(frozen=True)
+class SaveMarker:
+    """Where the server's save history stood before we asked for a save.
+
+    ``saves`` is ``rdb_saves`` (Redis 7.0+, None before); ``last_save_time`` is ``rdb_last_save_time``
+    (whole seconds). A save counts as ours only when the history has moved past this marker."""
+
+    last_save_time: int
+    saves: int | None
+
+
+def save_marker(info: dict[str, Any]) -> SaveMarker:
+    saves = _int(info, "rdb_saves", -1) if "rdb_saves" in info else None
+    return SaveMarker(last_save_time=_int(info, "rdb_last_save_time"), saves=saves)
+
+
+def save_advanced(info: dict[str, Any], marker: SaveMarker) -> bool:
+    """True when a save has completed (or at least started, for the counter) after the marker."""
+    if marker.saves is not None and "rdb_saves" in info:
+        return _int(info, "rdb_saves") > marker.saves
+    return _int(info, "rdb_last_save_time") > marker.last_save_time
+
+
+def busy_persisting(info: dict[str, Any]) -> bool:
+    """An RDB save or an AOF rewrite is running (or an AOF rewrite is scheduled)."""
+    return any(_int(info, k) for k in ("rdb_bgsave_in_progress", "aof_rewrite_in_progress", "aof_rewrite_scheduled"))
+
+
+def save_progress(info: dict[str, Any], marker: SaveMarker, started: bool, seen_running: bool) -> str:
+    """Decide, from one ``INFO persistence`` reply, whether the save we asked for is done.
+
+    ``started``: BGSAVE answered "started" (the fork exists); ``seen_running``: an earlier poll saw
+    ``rdb_bgsave_in_progress:1`` after our request. Returns WAIT or DONE; raises RedisError when the
+    save failed. A save that finished before the first poll is DONE (the history moved past the
+    marker); a save that was already running when the marker was taken never is, because the marker
+    is only taken while no save runs.
+    """
+    if _int(info, "rdb_bgsave_in_progress"):
+        return WAIT
+    advanced = save_advanced(info, marker)
+    if not (advanced or started or seen_running):
+        return WAIT  # scheduled behind an AOF rewrite, not begun yet
+    status = str(info.get("rdb_last_bgsave_status", "ok"))
+    if status != "ok":
+        raise RedisError(f"the background save failed (rdb_last_bgsave_status:{status}; see the Redis log)")
+    return DONE if advanced else WAIT
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Where a server keeps its data, from CONFIG GET (dir, dbfilename, appendonly, AOF names)."""
+
+    dir: str
+    dbfilename: str
+    appendonly: bool = False
+    appendfilename: str = "appendonly.aof"
+    appenddirname: str | None = None  # Redis 7+: multi-part AOF directory
+
+    @property
+    def rdb_path(self) -> str:
+        return os.path.join(self.dir, self.dbfilename)
+
+    @property
+    def aof_path(self) -> str:
+        """The AOF directory (Redis 7+) or file (older servers)."""
+        return os.path.join(self.dir, self.appenddirname or self.appendfilename)
+
+
+def data_paths(config: dict[str, Any]) -> DataPaths:
+    """DataPaths from a CONFIG GET reply (dict of name -> value)."""
+    directory = str(config.get("dir") or "")
+    dbfilename = str(config.get("dbfilename") or "")
+    if not directory or not dbfilename:
+        raise RedisError("CONFIG GET did not report dir and dbfilename")
+    if os.sep in dbfilename:
+        raise RedisError(f"unexpected dbfilename {dbfilename!r} (not a plain file name)")
+    return DataPaths(
+        dir=directory,
+        dbfilename=dbfilename,
+        appendonly=str(config.get("appendonly", "no")).lower() == "yes",
+        appendfilename=str(config.get("appendfilename") or "appendonly.aof"),
+        appenddirname=str(config["appenddirname"]) if config.get("appenddirname") else None,
+    )
+
+
+def read_data_paths(client: Any) -> DataPaths:
+    """CONFIG GET of the persistence settings; RedisError when CONFIG is not allowed or renamed."""
+    config: dict[str, Any] = {}
+    try:
+        for name in ("dir", "dbfilename", "appendonly", "appendfilename", "appenddirname"):
+            config.update(client.config_get(name))
+    except redis.ResponseError as exc:
+        raise RedisError(f"CONFIG GET is not available ({one_line(exc)})") from None
+    return data_paths(config)
+
+
+def check_rdb_magic(path: str) -> None:
+    """RedisError unless the file starts with the RDB magic ``REDIS``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(RDB_MAGIC))
+    except OSError as exc:
+        raise RedisError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if head != RDB_MAGIC:
+        raise RedisError(f"{path} is not an RDB file (it does not start with {RDB_MAGIC.decode()!r})")
+
+
+def aof_manifest(appendfilename: str) -> tuple[str, bytes]:
+    """(base file name, manifest text) of a Redis 7 multi-part AOF whose only part is an RDB base."""
+    base = f"{appendfilename}.1.base.rdb"
+    return base, f"file {base} seq 1 type b\n".encode()
+
+
+def compare_keyspace(expected: dict[str, dict[str, int]], found: dict[str, dict[str, int]]) -> list[str]:
+    """Problems when a restored keyspace does not match the snapshot's.
+
+    Keys with a time to live may have expired since the snapshot (Redis drops them on load), so a db
+    may hold between ``keys - expires`` and ``keys`` keys."""
+    problems = []
+    for db in sorted(set(expected) | set(found), key=lambda d: int(d[2:]) if d[2:].isdigit() else 0):
+        want = expected.get(db, {})
+        keys, expires = int(want.get("keys", 0)), int(want.get("expires", 0))
+        got = int(found.get(db, {}).get("keys", 0))
+        if not keys - expires <= got <= keys:
+            if expires:
+                problems.append(f"{db} has {got} keys, the snapshot had {keys} ({expires} with a time to live)")
+            else:
+                problems.append(f"{db} has {got} keys, the snapshot had {keys}")
+    return problems
+
+
+def total_keys(keyspace: dict[str, dict[str, int]]) -> int:
+    return sum(int(v.get("keys", 0)) for v in keyspace.values())
+
+
+def redis_cli_argv(redis_cli: str, info: ConnInfo, out_file: str) -> list[str]:
+    """``redis-cli --rdb`` for the server of ``info``; the password goes in REDISCLI_AUTH, never here."""
+    argv = [redis_cli, "-h", info.host, "-p", str(info.port)]
+    if info.user:
+        argv += ["--user", info.user]
+    if info.tls:
+        argv.append("--tls")
+        if info.ca_certs:
+            argv += ["--cacert", info.ca_certs]
+        if not info.validate_certs:
+            argv.append("--insecure")
+    return [*argv, "--rdb", out_file]
+
+
+def redis_cli_env(info: ConnInfo, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k != "REDISCLI_AUTH"}
+    if info.password:
+        env["REDISCLI_AUTH"] = info.password
+    return env
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def poll(
+    check: Callable[[], Any], timeout: float, interval: float = 0.1, clock=time.monotonic, sleep=time.sleep
+) -> Any:
+    """Call ``check`` until it returns something truthy (returned) or ``timeout`` seconds pass (None)."""
+    deadline = clock() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if clock() >= deadline:
+            return None
+        sleep(min(interval, max(0.0, deadline - clock())))
+
+
+def wait_for_save(
+    fetch_info: Callable[[], dict[str, Any]],
+    marker: SaveMarker,
+    started: bool,
+    timeout: float,
+    interval: float = 0.2,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Poll ``fetch_info`` (an INFO persistence reply) until our save is DONE; return that reply.
+
+    RedisError when the save fails or does not finish within ``timeout`` seconds."""
+    deadline = clock() + timeout
+    seen_running = False
+    while True:
+        info = fetch_info()
+        if save_progress(info, marker, started, seen_running) == DONE:
+            return info
+        seen_running = seen_running or bool(_int(info, "rdb_bgsave_in_progress"))
+        if clock() >= deadline:
+            raise RedisError(
+                f"the background save did not finish within {timeout:g} s "
+                f"(rdb_bgsave_in_progress:{_int(info, 'rdb_bgsave_in_progress')}); raise timeout"
+            )
+        sleep(interval)
+
+
+def wait_until_idle(
+    fetch_info: Callable[[], dict[str, Any]],
+    timeout: float,
+    interval: float = 0.2,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Poll until no RDB save or AOF rewrite runs (someone else's); return the idle reply."""
+    deadline = clock() + timeout
+    while True:
+        info = fetch_info()
+        if not busy_persisting(info):
+            return info
+        if clock() >= deadline:
+            raise RedisError(
+                f"a save or AOF rewrite started by someone else was still running after {timeout:g} s; raise timeout"
+            )
+        sleep(interval)
+
+
+def request_bgsave(client: Any) -> str:
+    """BGSAVE SCHEDULE: ``started``, ``scheduled`` (behind an AOF rewrite) or ``busy`` (an RDB save runs)."""
+    try:
+        reply = client.execute_command("BGSAVE", "SCHEDULE")
+    except redis.ResponseError as exc:
+        if "already in progress" in str(exc).lower():
+            return "busy"
+        raise RedisError(f"BGSAVE was refused: {one_line(exc)}") from None
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    if reply is True or "started" in text.lower():
+        return "started"
+    if "scheduled" in text.lower():
+        return "scheduled"
+    raise RedisError(f"unexpected BGSAVE reply {text!r}")
+
+
+def copy_stable(fin: Any, dst: str, chunk: int = 4 * 1024 * 1024) -> int:
+    """Copy the open binary file ``fin`` to the new file ``dst`` (fsynced); return the bytes copied.
+
+    Redis replaces its RDB by rename, which leaves an open descriptor pointing at the file that was
+    opened, so copying through it always yields one complete file. Size and mtime are compared before
+    and after; a file changed in place is refused."""
+    name = getattr(fin, "name", "the RDB file")
+    try:
+        before = os.fstat(fin.fileno())
+        copied = 0
+        with open(dst, "wb") as fout:
+            while True:
+                block = fin.read(chunk)
+                if not block:
+                    break
+                fout.write(block)
+                copied += len(block)
+            fout.flush()
+            os.fsync(fout.fileno())
+        after = os.fstat(fin.fileno())
+    except OSError as exc:
+        raise RedisError(f"cannot copy {name} to {dst}: {exc.strerror or exc}") from None
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or copied != after.st_size:
+        raise RedisError(f"{name} changed while it was being copied")
+    return copied

@@ -1,0 +1,510 @@
+#!/usr/bin/python
+# Copyright: runbook.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: redis_snapshot
+short_description: Take an RDB snapshot of a Redis server into a verified backup set
+version_added: 0.1.0
+description:
+  - Writes the whole dataset of one Redis server (every logical database) as one RDB file into a new
+    backup set C(<dest>/redis/<source>/<backup_id>/dump.rdb) and seals it with a C(manifest.json)
+    that lists the file with its size and SHA-256 and records the number of keys of every database.
+  - With O(method=bgsave) (the default) the module waits until no save or AOF rewrite started by
+    someone else is running, asks for a fresh C(BGSAVE), and waits until the server's save history
+    (C(rdb_saves), or C(rdb_last_save_time) before Redis 7) has moved past where it stood before the
+    request, so a save that finishes before the first poll is seen and a save started earlier by
+    another client is never taken for ours. It then copies the RDB file (C(CONFIG GET dir) and
+    C(dbfilename)) through one open file descriptor, so a save that replaces the file meanwhile
+    cannot mix two files. The module must run on the host of the Redis server, and C(CONFIG) must be
+    allowed.
+  - With O(method=replication) the module drives C(redis-cli --rdb), which asks the server for a full
+    replication sync and writes the RDB it receives. This works from any host and when C(CONFIG) is
+    renamed or forbidden, and needs C(redis-cli) on E(PATH) and a user allowed to C(SYNC).
+  - The key counts per database (C(INFO keyspace)) are read in the same reply that shows the save
+    finished. C(facts.keyspace_exact) in the manifest tells whether the server was written to while
+    the snapshot was taken; M(runbook.stack.redis_restore) checks the counts strictly only then.
+  - If anything fails, or the module is stopped, the partial directory is removed. A module killed
+    with SIGKILL leaves a directory without a manifest, which no reader treats as a backup
+    (M(runbook.stack.backup_prune) removes it later); C(redis-cli) dies with the module.
+  - The backup-set format is described in C(docs/backup-format.md) of the collection.
+author:
+  - runbook.stack maintainers (@runbook-stack)
+extends_documentation_fragment:
+  - runbook.stack.redis
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Connects, reads the key counts, checks that O(dest) is writable and that the RDB file
+        (O(method=bgsave)) or C(redis-cli) (O(method=replication)) can be reached; writes nothing and
+        asks for no save. C(changed) is predicted true.
+  diff_mode:
+    support: none
+  idempotent:
+    description: Whether a second run with the same options reports no change.
+    support: none
+    details: Every real run takes a new snapshot and creates a new backup set.
+  platform:
+    platforms: posix
+  action_group:
+    membership: [runbook.stack.redis]
+options:
+  dest:
+    description:
+      - Backup root directory. The set is created at C(<dest>/redis/<source>/<backup_id>/).
+      - Created (mode 0700) when missing.
+    type: path
+    required: true
+  source:
+    description:
+      - Name of the server in the backup layout.
+      - Defaults to C(<login_host>:<login_port>), for example V(127.0.0.1:6379).
+    type: str
+  method:
+    description:
+      - V(bgsave) asks the server for a fresh C(BGSAVE) and copies its RDB file (the module runs on
+        the Redis host; C(CONFIG GET) must be allowed).
+      - V(replication) receives the RDB over a replication sync with C(redis-cli --rdb) (any host,
+        no C(CONFIG) needed).
+    type: str
+    choices: [bgsave, replication]
+    default: bgsave
+  timeout:
+    description:
+      - Seconds to wait for the snapshot, including a save or AOF rewrite of someone else that has to
+        finish first (O(method=bgsave)) or the whole C(redis-cli --rdb) transfer (O(method=replication)).
+    type: int
+    default: 3600
+notes:
+  - O(db) is not used; a snapshot always holds every database of the server.
+  - With O(method=bgsave) the server needs enough memory for a fork (copy-on-write), as for any C(BGSAVE).
+seealso:
+  - module: runbook.stack.redis_restore
+  - module: runbook.stack.backup_info
+  - module: runbook.stack.backup_prune
+requirements:
+  - redis-cli (only for O(method=replication))
+"""
+
+EXAMPLES = r"""
+- name: Snapshot the local cache server
+  runbook.stack.redis_snapshot:
+    login_host: 127.0.0.1
+    login_port: 6379
+    login_password: "{{ vault_redis_password }}"
+    dest: /var/backups/runbook
+  register: redis_snap
+
+- name: Show where it went
+  ansible.builtin.debug:
+    msg: "{{ redis_snap.backup_id }}: {{ redis_snap.dbsize }} keys in {{ redis_snap.path }}"
+
+- name: Snapshot a managed server where CONFIG is renamed, over replication
+  runbook.stack.redis_snapshot:
+    login_host: cache1.internal.example.com
+    login_user: backup
+    login_password: "{{ vault_redis_backup_password }}"
+    tls: true
+    ca_certs: /etc/ssl/certs/internal-ca.pem
+    method: replication
+    source: cache1
+    dest: /var/backups/runbook
+    timeout: 1800
+"""
+
+RETURN = r"""
+backup_id:
+  description: Id of the new set (UTC start time). Not returned in check mode.
+  returned: success and not check mode
+  type: str
+  sample: 20261122T020000Z
+path:
+  description: Directory of the set (in check mode, the directory the set would be created in).
+  returned: always
+  type: str
+  sample: /var/backups/runbook/redis/127.0.0.1%3A6379/20261122T020000Z
+size_bytes:
+  description: Size of the RDB file in the set (in check mode, of the server's current RDB file, or null).
+  returned: always
+  type: int
+  sample: 52428800
+dbsize:
+  description: Number of keys in all databases when the snapshot was taken (in check mode, now).
+  returned: always
+  type: int
+  sample: 200000
+keyspace:
+  description: C(INFO keyspace) per database (C(keys), C(expires), C(avg_ttl)) when the snapshot was taken.
+  returned: always
+  type: dict
+  sample: {"db0": {"keys": 150000, "expires": 20, "avg_ttl": 0}, "db3": {"keys": 50000, "expires": 0, "avg_ttl": 0}}
+keyspace_exact:
+  description: Whether no write reached the server while the snapshot was taken, so that RV(keyspace) describes the file exactly.
+  returned: success and not check mode
+  type: bool
+method:
+  description: The method used.
+  returned: always
+  type: str
+  sample: bgsave
+rdb_source:
+  description: The server's RDB file that is (or would be) copied; null for O(method=replication).
+  returned: always
+  type: str
+  sample: /var/lib/redis/dump.rdb
+redis_version:
+  description: Version of the server.
+  returned: always
+  type: str
+  sample: 7.0.15
+commands:
+  description: Commands that ran (or would run); the password travels in E(REDISCLI_AUTH), never here.
+  returned: always
+  type: list
+  elements: str
+  sample: ["BGSAVE SCHEDULE"]
+manifest:
+  description: The manifest as written. Not returned in check mode.
+  returned: success and not check mode
+  type: dict
+steps:
+  description: Phases of the snapshot with their durations in seconds. Empty in check mode.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"step": "BGSAVE and wait for it", "duration_s": 2.41}]
+duration_s:
+  description: Wall-clock seconds the module spent.
+  returned: always
+  type: float
+  sample: 3.2
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
+    BackupSetError,
+    LocalSetWriter,
+    set_rel,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._process import (
+    Interrupted,
+    die_with_parent,
+    terminate_on_signals,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._redis import (
+    CLIENT_ERRORS,
+    HAS_REDIS,
+    REDIS_IMPORT_ERROR,
+    ConnInfo,
+    RedisError,
+    check_rdb_magic,
+    conn_info,
+    connect,
+    copy_stable,
+    describe,
+    parse_keyspace,
+    read_data_paths,
+    redis_argument_spec,
+    redis_cli_argv,
+    redis_cli_env,
+    request_bgsave,
+    save_advanced,
+    save_marker,
+    total_keys,
+    wait_for_save,
+    wait_until_idle,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
+
+KIND = "redis"
+RDB_NAME = "dump.rdb"
+
+
+class Steps:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    @contextmanager
+    def step(self, label: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        yield
+        self.items.append({"step": label, "duration_s": round(time.monotonic() - t0, 3)})
+
+
+def check_dest_writable(dest: str) -> None:
+    """Fail now, with the path and cause, when the backup root cannot be created or written."""
+    probe = os.path.abspath(dest)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise BackupSetError(f"dest {dest} is not usable: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BackupSetError(f"dest {dest} is not writable: no write permission on {probe}")
+
+
+def fetch(client: Any) -> Any:
+    """INFO persistence and keyspace in one reply (one instant of the server)."""
+    return lambda: client.info("persistence", "keyspace")
+
+
+def find_redis_cli() -> str:
+    path = shutil.which("redis-cli")
+    if not path:
+        raise RedisError("redis-cli was not found on PATH (method=replication drives redis-cli --rdb)")
+    return path
+
+
+def rdb_paths_or_hint(client: Any) -> Any:
+    try:
+        return read_data_paths(client)
+    except RedisError as exc:
+        raise RedisError(
+            f"{exc}; method=bgsave needs CONFIG GET to find the RDB file: use method=replication"
+        ) from None
+
+
+def plan(client: Any, info: ConnInfo, params: dict[str, Any], source: str) -> dict[str, Any]:
+    server = client.info("server")
+    keyspace = parse_keyspace(client.info("keyspace"))
+    check_dest_writable(params["dest"])
+    parent = os.path.join(os.path.abspath(params["dest"]), os.path.dirname(set_rel(KIND, source, "x")))
+    rdb_source = size = None
+    if params["method"] == "bgsave":
+        paths = rdb_paths_or_hint(client)
+        rdb_source = paths.rdb_path
+        size = os.stat(rdb_source).st_size if os.path.exists(rdb_source) else None
+        commands = ["BGSAVE SCHEDULE"]
+    else:
+        commands = [" ".join(redis_cli_argv(find_redis_cli(), info, os.path.join(parent, "<backup_id>", RDB_NAME)))]
+    return {
+        "changed": True,
+        "path": parent,
+        "size_bytes": size,
+        "dbsize": total_keys(keyspace),
+        "keyspace": keyspace,
+        "method": params["method"],
+        "rdb_source": rdb_source,
+        "redis_version": str(server.get("redis_version", "")),
+        "commands": commands,
+        "steps": [],
+    }
+
+
+def bgsave(client: Any, writer: LocalSetWriter, timeout: int, steps: Steps) -> dict[str, Any]:
+    """Fresh BGSAVE, wait for it, copy its RDB into the set; facts of the save."""
+    paths = rdb_paths_or_hint(client)
+    info_now = fetch(client)
+    deadline = time.monotonic() + timeout
+    with steps.step("wait for a save or AOF rewrite already running"):
+        idle = wait_until_idle(info_now, timeout)
+    with steps.step("BGSAVE and wait for it"):
+        while True:
+            marker = save_marker(idle)
+            if marker.saves is None:
+                # before Redis 7 only the save time (whole seconds) tells saves apart: start in a new second
+                while int(client.time()[0]) <= marker.last_save_time:
+                    time.sleep(0.1)
+            outcome = request_bgsave(client)
+            if outcome != "busy":
+                break
+            # another client's save began between our look and our request: wait for it, then ask again
+            idle = wait_until_idle(info_now, max(1.0, deadline - time.monotonic()))
+        done = wait_for_save(info_now, marker, outcome == "started", max(1.0, deadline - time.monotonic()))
+    with steps.step("copy the RDB file into the set"):
+        target = os.path.join(writer.path, RDB_NAME)
+        try:
+            fin = open(paths.rdb_path, "rb")  # noqa: SIM115 - closed below, after the copy
+        except OSError as exc:
+            raise RedisError(f"cannot read the RDB file {paths.rdb_path}: {exc.strerror or exc}") from None
+        with fin:
+            # Opened after our save finished: unless yet another save completed since, this is our file.
+            later = client.info("persistence")
+            ours = not save_advanced(later, save_marker(done)) and not int(later.get("rdb_bgsave_in_progress", 0))
+            copy_stable(fin, target)
+        check_rdb_magic(target)
+    keyspace = parse_keyspace(done)
+    exact = ours and int(done.get("rdb_changes_since_last_save", 1)) == 0
+    return {
+        "keyspace": keyspace,
+        "keyspace_exact": exact,
+        "last_save_time": int(done.get("rdb_last_save_time", 0)),
+        "rdb_source": paths.rdb_path,
+        "aof_enabled": bool(int(done.get("aof_enabled", 0))),
+        "commands": ["BGSAVE SCHEDULE"],
+    }
+
+
+def replication(client: Any, info: ConnInfo, writer: LocalSetWriter, timeout: int, steps: Steps) -> dict[str, Any]:
+    """redis-cli --rdb into the set; facts around the transfer."""
+    redis_cli = find_redis_cli()
+    target = os.path.join(writer.path, RDB_NAME)
+    argv = redis_cli_argv(redis_cli, info, target)
+    before = client.info("persistence", "keyspace")
+    with steps.step("redis-cli --rdb"), tempfile.TemporaryFile() as out:
+        # Popen, not run_command: the child must die with the module (PR_SET_PDEATHSIG) and be bounded.
+        proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+            argv,
+            env=redis_cli_env(info),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise RedisError(f"redis-cli --rdb did not finish within {timeout} s") from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        out.seek(0)
+        output = one_line(out.read()[-2000:].decode("utf-8", "replace"), info.password)
+    if rc != 0:
+        raise RedisError(f"redis-cli --rdb exited {rc}: {output or 'no output'}")
+    if not os.path.exists(target):
+        raise RedisError(f"redis-cli --rdb wrote no file: {output or 'no output'}")
+    check_rdb_magic(target)
+    after = client.info("persistence", "keyspace")
+    keyspace = parse_keyspace(after)
+    changes_before = int(before.get("rdb_changes_since_last_save", 0))
+    changes_after = int(after.get("rdb_changes_since_last_save", 0))
+    if int(after.get("rdb_saves", -1)) != int(before.get("rdb_saves", -1)):
+        exact = changes_after == 0  # disk-based sync: the save reset the counter at the fork
+    else:
+        exact = changes_after == changes_before and parse_keyspace(before) == keyspace
+    return {
+        "keyspace": keyspace,
+        "keyspace_exact": exact,
+        "last_save_time": None,
+        "rdb_source": None,
+        "aof_enabled": bool(int(after.get("aof_enabled", 0))),
+        "commands": [" ".join(argv)],
+    }
+
+
+def run(client: Any, info: ConnInfo, params: dict[str, Any], source: str) -> dict[str, Any]:
+    server = client.info("server")
+    version = str(server.get("redis_version", ""))
+    check_dest_writable(params["dest"])
+    steps = Steps()
+    writer = LocalSetWriter(params["dest"], KIND, source)
+    try:
+        writer.create()
+        if params["method"] == "bgsave":
+            got = bgsave(client, writer, params["timeout"], steps)
+        else:
+            got = replication(client, info, writer, params["timeout"], steps)
+        keyspace = got["keyspace"]
+        with steps.step("fsync and SHA-256, write manifest"):
+            manifest = writer.seal(
+                source_identity={"host": info.host, "port": info.port, "run_id": server.get("run_id")},
+                tool={
+                    "name": "redis-cli --rdb" if params["method"] == "replication" else "BGSAVE",
+                    "method": params["method"],
+                },
+                server={"version": version, "mode": server.get("redis_mode")},
+                facts={
+                    "method": params["method"],
+                    "rdb_file": RDB_NAME,
+                    "dbsize": total_keys(keyspace),
+                    "keyspace": keyspace,
+                    "keyspace_exact": got["keyspace_exact"],
+                    "redis_version": version,
+                    "last_save_time": got["last_save_time"],
+                    "aof_enabled": got["aof_enabled"],
+                },
+            )
+    except BaseException:
+        writer.discard()
+        raise
+    return {
+        "changed": True,
+        "backup_id": writer.backup_id,
+        "path": writer.path,
+        "size_bytes": manifest["total_size_bytes"],
+        "dbsize": manifest["facts"]["dbsize"],
+        "keyspace": keyspace,
+        "keyspace_exact": got["keyspace_exact"],
+        "method": params["method"],
+        "rdb_source": got["rdb_source"],
+        "redis_version": version,
+        "commands": got["commands"],
+        "manifest": manifest,
+        "steps": steps.items,
+    }
+
+
+def main() -> None:
+    argument_spec = redis_argument_spec()
+    argument_spec.update(
+        dest=dict(type="path", required=True),
+        source=dict(type="str"),
+        method=dict(type="str", default="bgsave", choices=["bgsave", "replication"]),
+        timeout=dict(type="int", default=3600),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_REDIS:
+        module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
+    p = module.params
+    if p["timeout"] < 1:
+        module.fail_json(msg=f"timeout must be a positive number of seconds, got {p['timeout']}")
+    if p["source"] is not None and not p["source"]:
+        module.fail_json(msg="source must not be an empty string")
+
+    started = time.monotonic()
+    info = None
+    where = f"{p['login_host']}:{p['login_port']}"
+    client = None
+    try:
+        info = conn_info(p)
+        source = p["source"] or info.where
+        client = connect(info)
+        if module.check_mode:
+            result = plan(client, info, p, source)
+        else:
+            with terminate_on_signals():
+                result = run(client, info, p, source)
+    except (RedisError, BackupSetError) as exc:
+        module.fail_json(msg=f"cannot snapshot Redis at {where}: {exc}", duration_s=_since(started))
+    except CLIENT_ERRORS as exc:
+        cause = describe(exc, info) if info else str(exc)
+        module.fail_json(msg=f"cannot snapshot Redis at {where}: {cause}", duration_s=_since(started))
+    except OSError as exc:
+        module.fail_json(msg=f"cannot snapshot Redis at {where} into {p['dest']}: {exc.strerror or exc}")
+    except Interrupted as exc:
+        module.fail_json(msg=f"snapshot of Redis at {where} {exc}; the partial backup set was removed")
+    finally:
+        if client is not None:
+            client.close()
+    result["duration_s"] = _since(started)
+    module.exit_json(**result)
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
+
+
+if __name__ == "__main__":
+    main()
