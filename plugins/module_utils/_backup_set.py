@@ -410,7 +410,26 @@ def check_manifest(manifest: Any, kind: str, source_dir: str, backup_id: str) ->
             raise BackupSetError(f"manifest file entry {path} has an invalid size {size!r}")
         if not isinstance(entry["sha256"], str) or not SHA256_RE.match(entry["sha256"]):
             raise BackupSetError(f"manifest file entry {path} has an invalid sha256 {entry['sha256']!r}")
+    if "objects" in manifest:
+        check_objects(manifest["objects"])
     return manifest
+
+
+OBJECTS_DIR = "objects"
+
+
+def check_objects(objects: Any) -> None:
+    """``objects``: the S3 objects of an ``s3_snapshot`` set, each stored at ``objects/<key>``."""
+    if not isinstance(objects, list):
+        raise BackupSetError("manifest 'objects' is not a list")
+    for entry in objects:
+        if not isinstance(entry, dict) or not {"key", "size"} <= set(entry):
+            raise BackupSetError(f"manifest object entry {entry!r} lacks key/size")
+        if not isinstance(entry["key"], str) or not entry["key"]:
+            raise BackupSetError(f"manifest object entry has an invalid key {entry['key']!r}")
+        size = entry["size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise BackupSetError(f"manifest object {entry['key']!r} has an invalid size {size!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,7 +502,18 @@ class BackupSet:
     def _size_problem(self) -> str | None:
         if self.manifest is None:
             return self.error or "no manifest"
-        listed = self.storage.file_sizes(self.rel) if self.manifest["files"] else None
+        objects = self.manifest.get("objects") or []
+        listed = self.storage.file_sizes(self.rel) if self.manifest["files"] or objects else None
+        for obj in objects:  # S3 snapshots: every object at objects/<key> with its size
+            path = f"{OBJECTS_DIR}/{obj['key']}"
+            try:
+                size = listed[path] if listed is not None else self.storage.size(f"{self.rel}/{path}")
+            except (KeyError, FileNotFoundError):
+                return f"object {obj['key']!r} listed in the manifest is missing"
+            except OSError as exc:
+                return f"cannot stat object {obj['key']!r}: {exc.strerror or exc}"
+            if size != int(obj["size"]):
+                return f"size mismatch on object {obj['key']!r}: manifest {obj['size']} bytes, found {size}"
         for entry in self.manifest["files"]:
             rel = f"{self.rel}/{entry['path']}"
             try:

@@ -1,0 +1,415 @@
+#!/usr/bin/python
+# Copyright: runbook.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: s3_snapshot
+short_description: Copy the objects of an S3 bucket (or prefix) server-side into a verified backup set
+version_added: 0.1.0
+description:
+  - Lists the objects under O(prefix) in O(bucket) and copies them server-side (C(CopyObject), no data
+    through the managed host) into a new backup set
+    C(s3://<backup_bucket>/<backup_prefix>/<bucket>/<backup_id>/), each object at
+    C(objects/<original key>), keeping its content type and user metadata.
+  - The set is a regular backup set (kind = last component of O(backup_prefix), source = O(bucket)), so
+    M(runbook.stack.backup_info) and M(runbook.stack.backup_prune) with O(runbook.stack.backup_info#module:root=s3://<backup_bucket>/...)
+    list, check and prune it like any other set. C(manifest.json) is written last and lists every object
+    with its size, source ETag, ETag of the copy and last-modified time; without it the set is never valid.
+  - Each copy is made on the condition that the source still has the listed ETag; an object changed after
+    the listing is looked up again and its current version is copied and recorded, an object deleted after
+    the listing is left out and counted in RV(vanished).
+  - Objects of O(multipart_threshold) bytes or more are copied with a multipart upload
+    (C(UploadPartCopy) parts of O(part_size)), which is aborted on any failure.
+  - On a failure the module deletes the copies it made (best effort); a run that is killed leaves copies
+    without a manifest, which readers report as an incomplete set and M(runbook.stack.backup_prune) removes later.
+  - The backup-set format is described in C(docs/backup-format.md) of the collection.
+extends_documentation_fragment:
+  - runbook.stack.s3
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+attributes:
+  check_mode:
+    support: full
+    details: Lists the source and returns how many objects and bytes would be copied; writes nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    description: Whether a second run with the same options reports no change.
+    support: none
+    details: Every real run creates a new backup set.
+  platform:
+    platforms: posix
+  action_group:
+    membership: [runbook.stack.s3]
+options:
+  bucket:
+    description:
+      - Bucket to snapshot. It is also the source name of the set.
+    type: str
+    required: true
+  prefix:
+    description:
+      - Only objects whose key starts with this prefix are copied; V("") means the whole bucket.
+      - Keys are stored unchanged (the prefix is not removed).
+    type: str
+    default: ""
+  backup_bucket:
+    description:
+      - Bucket that receives the backup set.
+      - May be O(bucket) itself only when the backups under O(backup_prefix) cannot fall under O(prefix)
+        (and O(prefix) not under O(backup_prefix)); the module refuses an overlap.
+    type: str
+    required: true
+  backup_prefix:
+    description:
+      - Key prefix of the backups in O(backup_bucket). Its last component is the backup kind and must be
+        lower-case letters, digits and C(_), starting with a letter; the part before it is the backup root.
+      - With the default the set is C(s3://<backup_bucket>/s3/<bucket>/<backup_id>/), found by
+        M(runbook.stack.backup_info) with root C(s3://<backup_bucket>) and kind C(s3).
+    type: str
+    default: s3
+  concurrency:
+    description:
+      - Copy requests in flight at once, from 1 to 256.
+    type: int
+    default: 32
+  multipart_threshold:
+    description:
+      - Objects of this many bytes or more are copied with a multipart upload; smaller ones with one
+        C(CopyObject). From 5 MiB (5242880) to 5 GiB (5368709120, the C(CopyObject) limit).
+    type: int
+    default: 5368709120
+  part_size:
+    description:
+      - Size of each part of a multipart copy, from 5 MiB to 5 GiB; grown when an object would need more
+        than 10,000 parts.
+    type: int
+    default: 268435456
+  record_metadata:
+    description:
+      - Also send a C(HEAD) request per object and record its content type and user metadata in the
+        manifest (RV(manifest_objects) C(content_type), C(metadata)).
+      - The copies keep content type and metadata either way (they travel with the backup objects, and
+        M(runbook.stack.s3_restore) copies them back); without this option the manifest has C(null) for
+        them. Costs one more request per object (about 40% more time for small objects).
+    type: bool
+    default: false
+seealso:
+  - module: runbook.stack.s3_restore
+  - module: runbook.stack.backup_info
+  - module: runbook.stack.backup_prune
+author:
+  - runbook.stack maintainers (@runbook-stack)
+"""
+
+EXAMPLES = r"""
+- name: Snapshot the uploads bucket into the backup bucket
+  runbook.stack.s3_snapshot:
+    endpoint_url: https://minio.internal.example.com:9000
+    access_key: backup-admin
+    secret_key: "{{ vault_s3_secret_key }}"
+    bucket: app-uploads
+    backup_bucket: backups
+  register: snapshot
+
+- name: Show the new set
+  ansible.builtin.debug:
+    msg: "{{ snapshot.objects }} objects, {{ snapshot.bytes }} bytes -> {{ snapshot.location }}"
+
+- name: Snapshot one prefix, backups under backups/s3 in the same bucket
+  runbook.stack.s3_snapshot:
+    bucket: app-data
+    prefix: tenants/
+    backup_bucket: app-data
+    backup_prefix: backups/s3
+    concurrency: 64
+
+- name: List the snapshots like any other backup set
+  runbook.stack.backup_info:
+    root: s3://backups
+    kind: s3
+"""
+
+RETURN = r"""
+backup_id:
+  description: Id of the new set (its UTC start time). Empty in check mode.
+  type: str
+  returned: always
+  sample: 20261122T020000Z
+location:
+  description: The set's URL (in check mode, the prefix it would go under).
+  type: str
+  returned: always
+  sample: s3://backups/s3/app-uploads/20261122T020000Z
+objects:
+  description: Objects copied (in check mode, that would be copied).
+  type: int
+  returned: always
+  sample: 5004
+bytes:
+  description: Total size of those objects.
+  type: int
+  returned: always
+  sample: 309329920
+multipart_objects:
+  description: Objects copied (or that would be copied) with a multipart upload.
+  type: int
+  returned: always
+  sample: 0
+vanished:
+  description: Objects listed but deleted before they could be copied (left out of the set).
+  type: int
+  returned: always
+  sample: 0
+duration_s:
+  description: Seconds the module spent.
+  type: float
+  returned: always
+  sample: 4.87
+steps:
+  description: Seconds per phase; C(copy_s) and C(manifest_s) are 0 in check mode.
+  type: dict
+  returned: always
+  contains:
+    list_s:
+      description: Listing the source.
+      type: float
+    copy_s:
+      description: The server-side copies.
+      type: float
+    manifest_s:
+      description: Writing C(manifest.json).
+      type: float
+  sample: {"list_s": 0.41, "copy_s": 4.12, "manifest_s": 0.09}
+"""
+
+import signal
+import time
+from typing import Any, NoReturn
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
+    MANIFEST,
+    BackupSetError,
+    build_manifest,
+    format_backup_id,
+    manifest_bytes,
+    set_rel,
+    source_dirname,
+    utcnow,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
+    BOTO3_IMPORT_ERROR,
+    DEFAULT_MULTIPART_THRESHOLD,
+    DEFAULT_PART_SIZE,
+    HAS_BOTO3,
+    Copier,
+    CopyJob,
+    S3Error,
+    S3Storage,
+    backup_key,
+    check_copy_options,
+    check_no_overlap,
+    client,
+    conn_info,
+    delete_objects,
+    list_objects,
+    s3_argument_spec,
+    set_prefix,
+    snapshot_entry,
+    split_backup_prefix,
+    translate,
+)
+
+
+class Interrupted(Exception):
+    """SIGTERM (Ansible's timeout, a stopped job): clean up like on any other failure."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> NoReturn:
+    raise Interrupted(f"interrupted by signal {signum}")
+
+
+def allocate_set(cli: Any, info: Any, backup_bucket: str, backup_prefix: str, bucket: str) -> tuple[Any, str]:
+    """(start time, backup id) whose set prefix is still empty; waits for the next second (up to 5 s)
+    when a set of this bucket already has the current second."""
+    deadline = time.monotonic() + 5
+    while True:
+        started = utcnow()
+        backup_id = format_backup_id(started)
+        prefix = set_prefix(backup_prefix, bucket, backup_id)
+        try:
+            resp = cli.list_objects_v2(Bucket=backup_bucket, Prefix=prefix, MaxKeys=1)
+        except Exception as exc:  # pylint: disable=broad-except  # translated
+            raise translate(exc, info, "list the backup prefix", bucket=backup_bucket) from None
+        if not resp.get("KeyCount") and not resp.get("Contents"):
+            return started, backup_id
+        if time.monotonic() > deadline:
+            raise S3Error(f"cannot allocate a backup id: s3://{backup_bucket}/{prefix} already has objects")
+        time.sleep(1.0 - started.microsecond / 1e6 + 0.001)
+
+
+class Snapshot:
+    """One run: plan (list the source), then copy and seal; remembers what to clean up on failure."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.p = params
+        self.bucket, self.prefix, self.backup_bucket = params["bucket"], params["prefix"], params["backup_bucket"]
+        self.root, self.kind = split_backup_prefix(params["backup_prefix"])
+        check_no_overlap(self.bucket, self.prefix, self.backup_bucket, params["backup_prefix"])
+        check_copy_options(params["concurrency"], params["multipart_threshold"], params["part_size"])
+        self.info = conn_info(params)
+        self.cli = client(self.info, max_pool_connections=2 * params["concurrency"])
+        self.storage = S3Storage(f"s3://{self.backup_bucket}/{self.root}", self.info, self.cli)
+        self.copier: Copier | None = None
+        self.dest_prefix = ""  # set once copies may have been made
+        self.steps = {"list_s": 0.0, "copy_s": 0.0, "manifest_s": 0.0}
+        self.result: dict[str, Any] = dict(
+            changed=False,
+            backup_id="",
+            location=f"{self.storage.url}/{self.kind}/{source_dirname(self.bucket)}",
+            objects=0,
+            bytes=0,
+            multipart_objects=0,
+            vanished=0,
+        )
+        self.listed: list[dict[str, Any]] = []
+
+    def plan(self) -> None:
+        t0 = time.monotonic()
+        self.listed = list_objects(self.cli, self.info, self.bucket, self.prefix)
+        if not self.storage.exists(""):
+            raise S3Error(f"cannot write the snapshot: bucket {self.backup_bucket!r} does not exist")
+        self.steps["list_s"] = round(time.monotonic() - t0, 3)
+        threshold = self.p["multipart_threshold"]
+        self.result.update(
+            changed=True,  # every real run makes a new set
+            objects=len(self.listed),
+            bytes=sum(int(o.get("Size", 0)) for o in self.listed),
+            multipart_objects=sum(1 for o in self.listed if int(o.get("Size", 0)) >= threshold),
+        )
+
+    def copy_and_seal(self) -> None:
+        p = self.p
+        started, backup_id = allocate_set(self.cli, self.info, self.backup_bucket, p["backup_prefix"], self.bucket)
+        self.dest_prefix = set_prefix(p["backup_prefix"], self.bucket, backup_id)
+        self.result.update(backup_id=backup_id, location=f"s3://{self.backup_bucket}/{self.dest_prefix.rstrip('/')}")
+
+        t1 = time.monotonic()
+        self.copier = Copier(self.info, self.cli, p["concurrency"], p["multipart_threshold"], p["part_size"])
+        jobs = [
+            CopyJob(
+                src_bucket=self.bucket,
+                src_key=o["Key"],
+                dst_bucket=self.backup_bucket,
+                dst_key=backup_key(self.dest_prefix, o["Key"]),
+                size=int(o.get("Size", 0)),
+                etag=str(o.get("ETag") or ""),
+                refresh=True,
+                want_head=p["record_metadata"],
+            )
+            for o in self.listed
+        ]
+        self.copier.run(jobs)
+        self.steps["copy_s"] = round(time.monotonic() - t1, 3)
+
+        t2 = time.monotonic()
+        entries = []
+        for obj, job in zip(self.listed, jobs):
+            if job.vanished:
+                continue
+            if job.head is not None:  # looked up again: record what was copied
+                obj = dict(obj, Size=job.size, ETag=job.etag)
+            entries.append(snapshot_entry(obj, job.new_etag, job.head if p["record_metadata"] else None))
+        entries.sort(key=lambda e: e["key"])
+        total = sum(e["size"] for e in entries)
+        multipart = sum(1 for j in jobs if j.multipart and not j.vanished)
+        manifest = build_manifest(
+            kind=self.kind,
+            source=self.bucket,
+            backup_id=backup_id,
+            started=started,
+            finished=utcnow(),
+            files=[],
+            source_identity={"endpoint_url": self.info.endpoint_url, "bucket": self.bucket, "prefix": self.prefix},
+            tool={
+                "name": "runbook.stack.s3_snapshot",
+                "copy": "server-side",
+                "concurrency": p["concurrency"],
+                "multipart_threshold": p["multipart_threshold"],
+                "part_size": p["part_size"],
+                "record_metadata": p["record_metadata"],
+            },
+            facts={
+                "bucket": self.bucket,
+                "prefix": self.prefix,
+                "object_count": len(entries),
+                "total_bytes": total,
+                "multipart_objects": multipart,
+                "objects_dir": "objects",
+            },
+        )
+        manifest["objects"] = entries
+        self.storage.write_atomic(f"{set_rel(self.kind, self.bucket, backup_id)}/{MANIFEST}", manifest_bytes(manifest))
+        self.steps["manifest_s"] = round(time.monotonic() - t2, 3)
+        self.result.update(
+            objects=len(entries), bytes=total, multipart_objects=multipart, vanished=sum(1 for j in jobs if j.vanished)
+        )
+
+    def clean_up(self) -> str:
+        """Abort open uploads and delete the copies made so far; a note for the failure message."""
+        if self.copier is not None:
+            self.copier.stop.set()
+            self.copier.abort_all()
+        if not self.dest_prefix:
+            return ""
+        try:
+            leftovers = [o["Key"] for o in list_objects(self.cli, self.info, self.backup_bucket, self.dest_prefix)]
+            delete_objects(self.cli, self.info, self.backup_bucket, leftovers)
+        except S3Error as exc:
+            return f" (the partial set could not be removed, backup_prune will remove it later: {exc})"
+        return f" (the partial set was removed: {len(leftovers)} objects)"
+
+
+def main() -> None:
+    argument_spec = s3_argument_spec() | dict(
+        bucket=dict(type="str", required=True),
+        prefix=dict(type="str", default=""),
+        backup_bucket=dict(type="str", required=True),
+        backup_prefix=dict(type="str", default="s3"),
+        concurrency=dict(type="int", default=32),
+        multipart_threshold=dict(type="int", default=DEFAULT_MULTIPART_THRESHOLD),
+        part_size=dict(type="int", default=DEFAULT_PART_SIZE),
+        record_metadata=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+
+    t0 = time.monotonic()
+    run: Snapshot | None = None
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        run = Snapshot(module.params)
+        run.plan()
+        if not module.check_mode:
+            run.copy_and_seal()
+    except (S3Error, BackupSetError, OSError, Interrupted, KeyboardInterrupt) as exc:
+        msg = f"cannot snapshot bucket {module.params['bucket']!r}"
+        extra: dict[str, Any] = {}
+        if run is not None:
+            if run.result["backup_id"]:
+                msg += f" into {run.result['location']}"
+            msg += f": {exc}{run.clean_up()}"
+            extra = dict(run.result, steps=run.steps)
+        else:
+            msg += f": {exc}"
+        module.fail_json(msg=msg, **extra, duration_s=round(time.monotonic() - t0, 3))
+    module.exit_json(**run.result, duration_s=round(time.monotonic() - t0, 3), steps=run.steps)
+
+
+if __name__ == "__main__":
+    main()
