@@ -1,0 +1,411 @@
+#!/usr/bin/python
+# Copyright: runbook.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: s3_restore
+short_description: Restore the objects of an S3 snapshot set server-side into a bucket
+version_added: 0.1.0
+description:
+  - Restores a backup set made by M(runbook.stack.s3_snapshot) from
+    C(s3://<backup_bucket>/<backup_prefix>/<source_bucket>/<backup_id>/) into O(bucket), copying the
+    objects server-side with their content type and user metadata.
+  - Before anything changes, the set must be valid (C(manifest.json) present and consistent) and every
+    object the manifest lists must exist in the set with its recorded size (one listing); otherwise the
+    module refuses and names the set and the problem.
+  - After the copies and deletes, the target is listed again and checked against the manifest: every key
+    present with its size, and its ETag where ETags are comparable. The module fails naming the keys that
+    do not match.
+  - "ETag rule: an object whose size differs is different. An ETag equal to the snapshot's source ETag or
+    to the ETag of the backup copy means identical. Two plain MD5 ETags (32 hex digits) that differ mean
+    different content. A multipart ETag (C(<md5>-<parts>)) depends on the part sizes, so when no plain MD5
+    can be compared and no ETag is equal, the size alone decides and the object is taken as identical
+    (like C(aws s3 sync --size-only)). Use O(mode=overwrite) to copy regardless."
+  - Content type and user metadata are not compared (a listing does not show them); they are copied with
+    every object that is copied.
+extends_documentation_fragment:
+  - runbook.stack.s3
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+attributes:
+  check_mode:
+    support: full
+    details: Validates the set, lists the target and returns RV(would_copy), RV(would_delete) and a sample of
+      the keys; copies and deletes nothing.
+  diff_mode:
+    support: none
+  idempotent:
+    description: Running the module twice against an unchanged system reports no change.
+    support: full
+    details: With O(mode=missing) or O(mode=mirror) a second run finds the target identical and reports
+      C(changed=false). O(mode=overwrite) copies every object on every run.
+  platform:
+    platforms: posix
+  action_group:
+    membership: [runbook.stack.s3]
+options:
+  backup_bucket:
+    description:
+      - Bucket that holds the snapshot sets.
+    type: str
+    required: true
+  backup_prefix:
+    description:
+      - Key prefix of the backups in O(backup_bucket), as given to M(runbook.stack.s3_snapshot). Its last
+        component is the backup kind.
+    type: str
+    default: s3
+  source_bucket:
+    description:
+      - Name of the bucket the snapshot was taken of (the source of the set). Defaults to O(bucket).
+    type: str
+  backup_id:
+    description:
+      - Id of the set to restore (C(YYYYMMDDTHHMMSSZ)), or V(latest) for the newest valid set of
+        O(source_bucket).
+    type: str
+    default: latest
+  bucket:
+    description:
+      - Bucket to restore into. It must exist.
+    type: str
+    required: true
+  prefix:
+    description:
+      - Prefix that replaces the snapshot's prefix in every restored key, for example to restore
+        C(tenants/a/...) as C(restored/tenants/a/...) with V(restored/tenants/a/) when the snapshot was taken
+        with prefix C(tenants/a/).
+      - Defaults to the snapshot's prefix, so keys are restored unchanged.
+    type: str
+  mode:
+    description:
+      - V(missing) copies the objects that are absent from the target or differ from the snapshot (see the
+        ETag rule above) and leaves all other objects alone.
+      - V(overwrite) copies every object of the snapshot.
+      - V(mirror) copies like V(missing) and also deletes the objects under O(prefix) in O(bucket) that the
+        snapshot does not have. Requires O(allow_delete=true).
+    type: str
+    default: missing
+    choices: [missing, overwrite, mirror]
+  allow_delete:
+    description:
+      - Must be V(true) for O(mode=mirror), which deletes objects; the module refuses otherwise before it
+        does anything.
+    type: bool
+    default: false
+  concurrency:
+    description:
+      - Copy requests in flight at once, from 1 to 256.
+    type: int
+    default: 32
+  multipart_threshold:
+    description:
+      - Objects of this many bytes or more are copied with a multipart upload; from 5 MiB to 5 GiB.
+    type: int
+    default: 5368709120
+  part_size:
+    description:
+      - Size of each part of a multipart copy, from 5 MiB to 5 GiB.
+    type: int
+    default: 268435456
+  sample_size:
+    description:
+      - How many keys to return in RV(sample) for copies and for deletes.
+    type: int
+    default: 10
+seealso:
+  - module: runbook.stack.s3_snapshot
+  - module: runbook.stack.backup_info
+author:
+  - runbook.stack maintainers (@runbook-stack)
+"""
+
+EXAMPLES = r"""
+- name: Put back whatever is missing or damaged in the uploads bucket from the newest snapshot
+  runbook.stack.s3_restore:
+    endpoint_url: https://minio.internal.example.com:9000
+    access_key: backup-admin
+    secret_key: "{{ vault_s3_secret_key }}"
+    backup_bucket: backups
+    bucket: app-uploads
+  register: restored
+
+- name: Preview making the bucket exactly the snapshot of 22 November
+  runbook.stack.s3_restore:
+    backup_bucket: backups
+    bucket: app-uploads
+    backup_id: 20261122T020000Z
+    mode: mirror
+    allow_delete: true
+  check_mode: true
+  register: plan
+
+- name: Restore one tenant's snapshot under another prefix of a scratch bucket
+  runbook.stack.s3_restore:
+    backup_bucket: backups
+    source_bucket: app-data
+    bucket: restore-scratch
+    prefix: check/tenants/a/
+"""
+
+RETURN = r"""
+backup_id:
+  description: Id of the set restored.
+  type: str
+  returned: success
+  sample: 20261122T020000Z
+location:
+  description: URL of the set restored.
+  type: str
+  returned: success
+  sample: s3://backups/s3/app-uploads/20261122T020000Z
+mode:
+  description: The O(mode) used.
+  type: str
+  returned: always
+  sample: missing
+would_copy:
+  description: Objects selected for copying (the same in check mode and in a real run).
+  type: int
+  returned: success
+  sample: 12
+would_delete:
+  description: Objects selected for deletion (O(mode=mirror) only).
+  type: int
+  returned: success
+  sample: 3
+copied:
+  description: Objects copied; 0 in check mode.
+  type: int
+  returned: always
+  sample: 12
+deleted:
+  description: Objects deleted; 0 in check mode.
+  type: int
+  returned: always
+  sample: 3
+skipped:
+  description: Objects of the snapshot already identical in the target (not copied).
+  type: int
+  returned: success
+  sample: 4992
+verified:
+  description: Objects of the snapshot found in the target with the right size and ETag after the run
+    (in check mode, before it, when nothing needs to change; else 0).
+  type: int
+  returned: success
+  sample: 5004
+bytes:
+  description: Bytes selected for copying.
+  type: int
+  returned: success
+  sample: 98304
+sample:
+  description: Up to O(sample_size) target keys that are (or would be) copied and deleted.
+  type: dict
+  returned: success
+  contains:
+    copy:
+      description: Keys copied.
+      type: list
+      elements: str
+    delete:
+      description: Keys deleted.
+      type: list
+      elements: str
+  sample: {"copy": ["img/1.png"], "delete": ["tmp/stray.txt"]}
+duration_s:
+  description: Seconds the module spent.
+  type: float
+  returned: always
+  sample: 1.21
+"""
+
+import time
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
+    BackupSet,
+    BackupSetError,
+    find_set,
+    iter_sets,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
+    BOTO3_IMPORT_ERROR,
+    DEFAULT_MULTIPART_THRESHOLD,
+    DEFAULT_PART_SIZE,
+    HAS_BOTO3,
+    RESTORE_MODES,
+    Copier,
+    CopyJob,
+    S3Error,
+    S3Storage,
+    backup_key,
+    check_copy_options,
+    check_no_overlap,
+    client,
+    conn_info,
+    delete_objects,
+    list_objects,
+    plan_restore,
+    s3_argument_spec,
+    sample,
+    split_backup_prefix,
+    verify_restore,
+)
+
+KEYS_SHOWN = 10
+
+
+def newest_valid(storage: S3Storage, kind: str, source: str) -> BackupSet:
+    """The newest valid set, loading sets newest first and stopping at the first valid one."""
+    candidates = sorted(iter_sets(storage, kind, source), key=lambda s: s.backup_id, reverse=True)
+    problems = []
+    for candidate in candidates:
+        candidate.load()
+        if candidate.valid:
+            return candidate
+        problems.append(f"{candidate.backup_id}: {candidate.error}")
+    detail = f" (invalid: {'; '.join(problems[:3])})" if problems else ""
+    raise BackupSetError(f"no valid {kind} backup set of bucket {source!r} under {storage.url}{detail}")
+
+
+def target_listing(cli: Any, info: Any, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
+    return {
+        o["Key"]: (int(o.get("Size", 0)), str(o.get("ETag") or "")) for o in list_objects(cli, info, bucket, prefix)
+    }
+
+
+def check_options(p: dict[str, Any]) -> None:
+    if p["mode"] not in RESTORE_MODES:
+        raise S3Error(f"unknown mode {p['mode']!r}: expected one of {', '.join(RESTORE_MODES)}")
+    if p["mode"] == "mirror" and not p["allow_delete"]:
+        raise S3Error(
+            "mode=mirror deletes the objects of the target that the snapshot does not have: set allow_delete: true"
+        )
+    if p["sample_size"] < 0:
+        raise S3Error(f"sample_size must be 0 or more, got {p['sample_size']}")
+    check_copy_options(p["concurrency"], p["multipart_threshold"], p["part_size"])
+
+
+def shown(keys: list[str]) -> str:
+    more = f" and {len(keys) - KEYS_SHOWN} more" if len(keys) > KEYS_SHOWN else ""
+    return "; ".join(keys[:KEYS_SHOWN]) + more
+
+
+def main() -> None:
+    argument_spec = s3_argument_spec() | dict(
+        backup_bucket=dict(type="str", required=True),
+        backup_prefix=dict(type="str", default="s3"),
+        source_bucket=dict(type="str"),
+        backup_id=dict(type="str", default="latest"),
+        bucket=dict(type="str", required=True),
+        prefix=dict(type="str"),
+        mode=dict(type="str", default="missing", choices=list(RESTORE_MODES)),
+        allow_delete=dict(type="bool", default=False),
+        concurrency=dict(type="int", default=32),
+        multipart_threshold=dict(type="int", default=DEFAULT_MULTIPART_THRESHOLD),
+        part_size=dict(type="int", default=DEFAULT_PART_SIZE),
+        sample_size=dict(type="int", default=10),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    if not HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+
+    p = module.params
+    t0 = time.monotonic()
+    source = p["source_bucket"] or p["bucket"]
+    what = f"backup {p['backup_id']} of bucket {source!r}"
+    done = dict(copied=0, deleted=0)
+    result: dict[str, Any] = {}
+    try:
+        check_options(p)
+        root, kind = split_backup_prefix(p["backup_prefix"])
+        info = conn_info(p)
+        cli = client(info, max_pool_connections=2 * p["concurrency"])
+        storage = S3Storage(f"s3://{p['backup_bucket']}/{root}", info, cli)
+
+        # 1. the set: valid manifest, every object present at its size (one listing)
+        found = newest_valid(storage, kind, source) if p["backup_id"] == "latest" else None
+        found = found or find_set(storage, kind, source, p["backup_id"])
+        what = f"backup {found.backup_id} of bucket {source!r}"
+        manifest = found.manifest or {}
+        if not isinstance(manifest.get("objects"), list):
+            raise BackupSetError(f"set {found.location} is not an S3 snapshot (its manifest lists no objects)")
+        entries = manifest["objects"]
+        from_prefix = str((manifest.get("facts") or {}).get("prefix") or "")
+        to_prefix = from_prefix if p["prefix"] is None else p["prefix"]
+        check_no_overlap(p["bucket"], to_prefix, p["backup_bucket"], p["backup_prefix"])
+        set_key_prefix = f"{storage.key(found.rel)}/"
+
+        # 2. the target and the plan
+        target = target_listing(cli, info, p["bucket"], to_prefix)
+        plan = plan_restore(entries, target, p["mode"], from_prefix, to_prefix)
+        result = dict(
+            backup_id=found.backup_id,
+            location=found.location,
+            would_copy=len(plan.copy),
+            would_delete=len(plan.delete),
+            skipped=plan.skipped,
+            bytes=plan.bytes,
+            verified=0,
+            sample=dict(
+                copy=sample((key for _entry, key in plan.copy), p["sample_size"]),
+                delete=sample(plan.delete, p["sample_size"]),
+            ),
+        )
+        if not plan.copy and not plan.delete:
+            # nothing to change: the listing just taken is the verification
+            problems = verify_restore(entries, target, from_prefix, to_prefix)
+            if problems:
+                raise S3Error(f"the target does not match the snapshot: {shown(problems)}")
+            result["verified"] = len(entries)
+        elif not module.check_mode:
+            # 3. copies (server-side, from the backup objects, only if they still have the recorded ETag)
+            jobs = [
+                CopyJob(
+                    src_bucket=p["backup_bucket"],
+                    src_key=backup_key(set_key_prefix, entry["key"]),
+                    dst_bucket=p["bucket"],
+                    dst_key=key,
+                    size=int(entry["size"]),
+                    etag=str(entry.get("backup_etag") or ""),
+                )
+                for entry, key in plan.copy
+            ]
+            Copier(info, cli, p["concurrency"], p["multipart_threshold"], p["part_size"]).run(jobs)
+            done["copied"] = len(jobs)
+            # 4. deletes (mirror)
+            if plan.delete:
+                done["deleted"] = delete_objects(cli, info, p["bucket"], plan.delete)
+            # 5. verify the target against the manifest
+            after = target_listing(cli, info, p["bucket"], to_prefix)
+            problems = verify_restore(
+                entries, after, from_prefix, to_prefix, copied={j.dst_key: j.new_etag for j in jobs}
+            )
+            if problems:
+                raise S3Error(f"verification failed, the target does not match the snapshot: {shown(problems)}")
+            result["verified"] = len(entries)
+    except (S3Error, BackupSetError, OSError) as exc:
+        module.fail_json(
+            msg=f"cannot restore {what} into bucket {p['bucket']!r}: {exc}",
+            mode=p["mode"],
+            changed=bool(done["copied"] or done["deleted"]),
+            **done,
+            duration_s=round(time.monotonic() - t0, 3),
+        )
+    module.exit_json(
+        changed=bool(result["would_copy"] or result["would_delete"]),
+        mode=p["mode"],
+        **result,
+        **done,
+        duration_s=round(time.monotonic() - t0, 3),
+    )
+
+
+if __name__ == "__main__":
+    main()
