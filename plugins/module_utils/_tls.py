@@ -292,6 +292,26 @@ def openssl_verify_problem(rc: int, stdout: str, stderr: str) -> str | None:
     return " ".join(text.split())[:600]
 
 
+def verify_chain(
+    run: Callable[[list[str]], tuple[int, str, str]], openssl: str, ca_bundle: str, leaf: Any, chain: list[Any]
+) -> str | None:
+    """Let ``openssl verify`` build the chain of ``leaf`` to ``ca_bundle``; None when it does, else why not.
+
+    ``run`` runs an argv list and returns (rc, stdout, stderr) (the module's run_command). The
+    certificates go to a private temporary directory, which the returned reason does not mention."""
+    with tempfile.TemporaryDirectory(prefix="runbook-tls-") as tmp:
+        leaf_path = os.path.join(tmp, "certificate.pem")
+        chain_path = os.path.join(tmp, "chain.pem") if chain else None
+        with open(leaf_path, "wb") as fh:
+            fh.write(cert_pem([leaf]))
+        if chain_path:
+            with open(chain_path, "wb") as fh:
+                fh.write(cert_pem(chain))
+        rc, out, err = run(openssl_verify_argv(openssl, ca_bundle, leaf_path, chain_path))
+        problem = openssl_verify_problem(rc, out, err)
+        return problem.replace(tmp + os.sep, "") if problem else None
+
+
 # ------------------------------------------------------------------------------------------------
 # the certificate a server presents
 # ------------------------------------------------------------------------------------------------

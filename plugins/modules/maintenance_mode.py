@@ -12,8 +12,8 @@ description:
   - Turns maintenance mode on or off through the signals applications and load balancers read, for
     example an nginx C(if (-f /var/www/maintenance.flag)) rule, or a Redis key the application checks.
     Set O(flag_file), O(redis_key) or both; at least one is required.
-  - When on, the flag file and the key hold the same JSON document, C({"enabled": true, "reason": ...,
-    "since": "<UTC time>", "set_by": "runbook.stack.maintenance_mode"}). Readers should only test
+  - When on, the flag file and the key hold the same JSON document with the keys C(enabled) (true),
+    C(reason), C(since) (UTC time the flag was first set) and C(set_by). Readers should only test
     whether the file or key exists; the content is for people.
   - The flag file is written atomically (temporary file in the same directory, fsync, rename) with
     mode 0644; its directory must exist. O(state=off) removes the file and deletes the key.
@@ -57,7 +57,7 @@ options:
     description:
       - Name of the Redis key, for example V(maintenance), in database O(db). The Redis connection
         options are only used when this is set.
-      - An existing key of another type than string is never overwritten: the module fails.
+      - An existing key of another type than string is never overwritten; the module fails instead.
     type: str
   reason:
     description:

@@ -376,7 +376,6 @@ duration_s:
 import datetime as _dt
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -692,22 +691,15 @@ def main() -> None:
             if not openssl:
                 raise tls.TlsError("ca_bundle is set but the openssl command is not found")
             tls.read_file(params["ca_bundle"], "ca_bundle")
-            with tempfile.TemporaryDirectory(prefix="runbook-tls-") as tmp:
-                leaf_path = os.path.join(tmp, "certificate.pem")
-                chain_path = os.path.join(tmp, "chain.pem") if new.chain else None
-                with open(leaf_path, "wb") as fh:
-                    fh.write(tls.cert_pem([new.leaf]))
-                if chain_path:
-                    with open(chain_path, "wb") as fh:
-                        fh.write(tls.cert_pem(new.chain))
-                argv = tls.openssl_verify_argv(openssl, params["ca_bundle"], leaf_path, chain_path)
-                commands.append(argv)
-                rc, out, err = module.run_command(argv)
-            problem = tls.openssl_verify_problem(rc, out, err)
+
+            def run_openssl(argv: list[str]) -> tuple[int, str, str]:
+                commands.append(list(argv))
+                return module.run_command(argv)
+
+            problem = tls.verify_chain(run_openssl, openssl, params["ca_bundle"], new.leaf, new.chain)
             if problem:
                 raise tls.TlsError(
-                    f"the chain of {new.where['certificate']} does not build to ca_bundle {params['ca_bundle']}: "
-                    f"{problem.replace(tmp, '<temp>')}"
+                    f"the chain of {new.where['certificate']} does not build to ca_bundle {params['ca_bundle']}: {problem}"
                 )
 
         # ------------------------------------------------------------ 2. compare with what is there
@@ -721,7 +713,7 @@ def main() -> None:
         if verify_port is not None:
             # a read, so check mode does it too; when the files stay, what is served decides
             try:
-                result["served"] = check_served(new_facts["fingerprint_sha256"], 1 if to_write else None)
+                result["served"] = check_served(new_facts["fingerprint_sha256"], 1)
             except tls.TlsError as exc:
                 result["served"] = {"matches": False, "error": str(exc)}
             if not to_write and not result["served"]["matches"]:
@@ -773,7 +765,7 @@ def main() -> None:
                     os.chmod(target.path, target.mode)
                 except OSError as exc:
                     raise tls.TlsError(f"cannot set the mode/owner of {target.option} {target.path}: {exc}") from None
-            if to_write and params["validate_command"]:
+            if (to_write or need_reload) and params["validate_command"]:
                 run(params["validate_command"], "validate_command")
             if need_reload:
                 reload_attempted = True

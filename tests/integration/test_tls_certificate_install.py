@@ -483,3 +483,22 @@ def test_failing_reload_rolls_back_and_reloads_the_old_files(nginx, new_pair, mo
 def test_missing_program_and_chain_without_destination(nginx, new_pair, module):
     _refused(module, nginx, install_args(nginx, new_pair, validate_command=["no-such-validator"]), "not found")
     _refused(module, nginx, install_args(nginx, new_pair, fullchain=False), "has nowhere to go")
+
+
+def test_installed_but_not_served_is_reloaded(nginx, new_pair, module):
+    # the new files are in place (copied by hand) but nginx was never reloaded
+    nginx.cert.write_bytes(pem(new_pair["cert"], pki_builder_inter(new_pair)))
+    nginx.key.write_bytes(key_pem(new_pair["key"]))
+    os.chmod(nginx.key, 0o600)
+    assert served_fingerprint(nginx.port) == fp(nginx.old_cert)
+    args = install_args(nginx, new_pair)
+    no_reload = {k: v for k, v in args.items() if k != "reload_command"}
+    refused = module("tls_certificate_install", no_reload)
+    assert refused["_rc"] != 0 and "serves another one" in refused["msg"], refused
+    predicted = module("tls_certificate_install", args, check_mode=True)
+    assert predicted["changed"] is True and predicted["files_changed"] == [] and predicted["reloaded"] is True
+    assert served_fingerprint(nginx.port) == fp(nginx.old_cert)
+    result = module("tls_certificate_install", args)
+    assert result["_rc"] == 0, result.get("msg")
+    assert result["changed"] is True and result["files_changed"] == [] and result["reloaded"] is True
+    assert served_fingerprint(nginx.port) == fp(new_pair["cert"])

@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import shutil
 import stat
+import subprocess
 
 import pytest
 from cryptography import x509
@@ -390,3 +392,26 @@ def test_backups(tmp_path):
     assert stat.S_IMODE(os.stat(copy).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(tmp_path / "backups").st_mode) == 0o700
     assert tls.write_backup(tls.FileState(str(tmp_path / "none")), ".bak", "x", "c") is None
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_verify_chain_drives_openssl(pki, tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(pem(pki["root"]))
+    ran = []
+
+    def run(argv):
+        ran.append(argv)
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    openssl = shutil.which("openssl")
+    assert tls.verify_chain(run, openssl, str(bundle), pki["leaf"], [pki["inter"]]) is None
+    assert ran[0][:6] == [openssl, "verify", "-purpose", "sslserver", "-CAfile", str(bundle)]
+    problem = tls.verify_chain(run, openssl, str(bundle), pki["leaf"], [])  # intermediate missing
+    assert "unable to get local issuer certificate" in problem
+    assert "runbook-tls-" not in problem
+    rogue_key = make_key()
+    rogue = make_cert("Rogue", rogue_key, ca=True)
+    other = make_cert("www.example.test", make_key(), issuer=rogue, issuer_key=rogue_key, dns=("www.example.test",))
+    assert tls.verify_chain(run, openssl, str(bundle), other, [rogue]) is not None
