@@ -93,7 +93,7 @@ options:
         manifest (RV(manifest_objects) C(content_type), C(metadata)).
       - The copies keep content type and metadata either way (they travel with the backup objects, and
         M(runbook.stack.s3_restore) copies them back); without this option the manifest has C(null) for
-        them. Costs one more request per object (about 40% more time for small objects).
+        them. Costs one more request per object, which roughly doubles the requests for small objects.
     type: bool
     default: false
 seealso:
