@@ -89,7 +89,7 @@ options:
   stop_command:
     description:
       - Command (argv list, no shell) that stops the server, for hosts without systemd, for example
-        V([redis-cli, -p, "6379", shutdown]). It runs with E(REDISCLI_AUTH) set to O(login_password).
+        V([redis-cli, -p, "6379", shutdown, save]). It runs with E(REDISCLI_AUTH) set to O(login_password).
       - Its exit status is ignored when the server's port is closed afterwards.
       - Requires O(start_command).
     type: list
@@ -109,8 +109,10 @@ options:
     default: 300
 notes:
   - O(db) is not used; a restore always replaces every database of the server.
-  - Stopping the server with a command that saves (C(SHUTDOWN), C(systemctl stop) with save points
-    configured) makes the kept C(.pre-restore-<backup_id>) file the newest state of the server.
+  - Stop the server with a command that saves (C(SHUTDOWN SAVE); C(SHUTDOWN) and C(systemctl stop) save
+    only when save points are configured), so that the kept C(.pre-restore-<backup_id>) file holds the
+    last state of the server and a roll-back brings exactly that back. Writes that were never saved
+    are lost with any stop.
   - The kept previous files are never removed by this module. A restore of a set whose
     C(.pre-restore-<backup_id>) files still exist is refused before anything is changed.
 seealso:
@@ -133,7 +135,7 @@ EXAMPLES = r"""
   runbook.stack.redis_restore:
     login_port: 6380
     path: /var/backups/runbook/redis/127.0.0.1%3A6380/20261122T020000Z
-    stop_command: [redis-cli, -p, "6380", shutdown]
+    stop_command: [redis-cli, -p, "6380", shutdown, save]
     start_command: [redis-server, /etc/redis/6380.conf]
     timeout: 600
 
