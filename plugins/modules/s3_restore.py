@@ -15,8 +15,8 @@ description:
   - Before anything changes, the set must be valid (C(manifest.json) present and consistent) and every
     object the manifest lists must exist in the set with its recorded size (one listing); otherwise the
     module refuses and names the set and the problem.
-  - After the copies and deletes, the target is listed again and checked against the manifest: every key
-    present with its size, and its ETag where ETags are comparable. The module fails naming the keys that
+  - After the copies and deletes, the target is listed again and checked against the manifest (every key
+    present with its size, and its ETag where ETags are comparable). The module fails naming the keys that
     do not match.
   - "ETag rule: an object whose size differs is different. An ETag equal to the snapshot's source ETag or
     to the ETag of the backup copy means identical. Two plain MD5 ETags (32 hex digits) that differ mean

@@ -13,17 +13,17 @@ description:
     through the managed host) into a new backup set
     C(s3://<backup_bucket>/<backup_prefix>/<bucket>/<backup_id>/), each object at
     C(objects/<original key>), keeping its content type and user metadata.
-  - The set is a regular backup set (kind = last component of O(backup_prefix), source = O(bucket)), so
-    M(runbook.stack.backup_info) and M(runbook.stack.backup_prune) with O(runbook.stack.backup_info#module:root=s3://<backup_bucket>/...)
-    list, check and prune it like any other set. C(manifest.json) is written last and lists every object
-    with its size, source ETag, ETag of the copy and last-modified time; without it the set is never valid.
+  - The set is a regular backup set (kind = last component of O(backup_prefix), source = O(bucket)) in the
+    format every reader of the collection shares, on the root C(s3://<backup_bucket>[/<rest of backup_prefix>]).
+    C(manifest.json) is written last and lists every object with its size, source ETag, ETag of the copy
+    and last-modified time; without it the set is never valid.
   - Each copy is made on the condition that the source still has the listed ETag; an object changed after
     the listing is looked up again and its current version is copied and recorded, an object deleted after
     the listing is left out and counted in RV(vanished).
   - Objects of O(multipart_threshold) bytes or more are copied with a multipart upload
     (C(UploadPartCopy) parts of O(part_size)), which is aborted on any failure.
   - On a failure the module deletes the copies it made (best effort); a run that is killed leaves copies
-    without a manifest, which readers report as an incomplete set and M(runbook.stack.backup_prune) removes later.
+    without a manifest, which every reader reports as an incomplete set, never as a backup.
   - The backup-set format is described in C(docs/backup-format.md) of the collection.
 extends_documentation_fragment:
   - runbook.stack.s3
@@ -66,8 +66,8 @@ options:
     description:
       - Key prefix of the backups in O(backup_bucket). Its last component is the backup kind and must be
         lower-case letters, digits and C(_), starting with a letter; the part before it is the backup root.
-      - With the default the set is C(s3://<backup_bucket>/s3/<bucket>/<backup_id>/), found by
-        M(runbook.stack.backup_info) with root C(s3://<backup_bucket>) and kind C(s3).
+      - With the default the set is C(s3://<backup_bucket>/s3/<bucket>/<backup_id>/) (root
+        C(s3://<backup_bucket>), kind C(s3)).
     type: str
     default: s3
   concurrency:
@@ -90,7 +90,7 @@ options:
   record_metadata:
     description:
       - Also send a C(HEAD) request per object and record its content type and user metadata in the
-        manifest (RV(manifest_objects) C(content_type), C(metadata)).
+        manifest (C(content_type) and C(metadata) of each C(objects[]) entry).
       - The copies keep content type and metadata either way (they travel with the backup objects, and
         M(runbook.stack.s3_restore) copies them back); without this option the manifest has C(null) for
         them. Costs one more request per object, which roughly doubles the requests for small objects.
@@ -125,11 +125,6 @@ EXAMPLES = r"""
     backup_bucket: app-data
     backup_prefix: backups/s3
     concurrency: 64
-
-- name: List the snapshots like any other backup set
-  runbook.stack.backup_info:
-    root: s3://backups
-    kind: s3
 """
 
 RETURN = r"""
@@ -370,7 +365,7 @@ class Snapshot:
             leftovers = [o["Key"] for o in list_objects(self.cli, self.info, self.backup_bucket, self.dest_prefix)]
             delete_objects(self.cli, self.info, self.backup_bucket, leftovers)
         except S3Error as exc:
-            return f" (the partial set could not be removed, backup_prune will remove it later: {exc})"
+            return f" (the partial set could not be removed, it is an incomplete set, never a backup: {exc})"
         return f" (the partial set was removed: {len(leftovers)} objects)"
 
 
