@@ -23,6 +23,8 @@ from ansible_collections.runbook.stack.plugins.module_utils._text import one_lin
 
 try:
     import redis
+    import redis.backoff
+    import redis.retry
 
     HAS_REDIS = True
     REDIS_IMPORT_ERROR = None
@@ -123,8 +125,9 @@ def connect(info: ConnInfo, decode: bool = True) -> Any:
         socket_connect_timeout=info.connect_timeout,
         socket_timeout=info.socket_timeout,
         decode_responses=decode,
-        retry_on_timeout=False,
         client_name="runbook.stack",
+        # no silent retries: a dead or stalled server fails within the configured timeouts
+        retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
     )
     if info.tls:
         kwargs.update(ssl=True, ssl_cert_reqs="required" if info.validate_certs else "none")
