@@ -19,11 +19,16 @@ description:
   - Listing checks that every file named in a manifest exists with the recorded size. O(verify=true)
     also re-computes the SHA-256 of every file, which reads every byte of every set.
   - The format is described in C(docs/backup-format.md) of the collection.
+  - O(root) can also be an S3 backup root C(s3://bucket/prefix), as written by
+    M(runbook.stack.backup_upload). The S3 connection options are only used for such roots, and
+    boto3 is only needed for them.
   - This module only reads; it never changes anything.
 author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
+  - runbook.stack.s3
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
 attributes:
   check_mode:
     support: full
@@ -35,12 +40,14 @@ attributes:
     support: full
   platform:
     platforms: posix
+  action_group:
+    membership: [runbook.stack.s3]
 options:
   root:
     description:
-      - The backup root directory (the O(runbook.stack.postgresql_backup#module:dest) of the backup modules).
+      - The backup root directory (the O(runbook.stack.postgresql_backup#module:dest) of the backup modules),
+        or an S3 backup root C(s3://bucket/prefix) (the bucket must exist).
       - A root that does not exist yet holds no backups; the module then returns empty lists.
-      - Only local directories are supported by this version; C(s3://bucket/prefix) roots are rejected.
     type: path
     required: true
   kind:
@@ -58,6 +65,7 @@ options:
   verify:
     description:
       - Re-compute the SHA-256 of every file of every valid set and compare it with the manifest.
+        On an S3 root every object is streamed through the hash; nothing is stored locally.
       - A set whose files do not match is reported with RV(sets[].valid=false) and the mismatching
         file in RV(sets[].error).
     type: bool
@@ -79,6 +87,7 @@ notes:
   - O(verify=true) reads every byte of every listed set; filter with O(kind) and O(source) on large roots.
 seealso:
   - module: runbook.stack.backup_prune
+  - module: runbook.stack.backup_upload
   - module: runbook.stack.postgresql_backup
   - module: runbook.stack.postgresql_restore
 """
@@ -103,6 +112,16 @@ EXAMPLES = r"""
     verify: true
   register: all_backups
   failed_when: all_backups.invalid_count > 0
+
+- name: Check the off-host copies on S3 byte by byte
+  runbook.stack.backup_info:
+    endpoint_url: https://minio.internal.example.com:9000
+    access_key: backup-reader
+    secret_key: "{{ vault_s3_secret_key }}"
+    root: s3://offsite-backups/runbook
+    kind: postgresql
+    verify: true
+  register: offsite
 
 - name: Show the newest backup of each source
   ansible.builtin.debug:
@@ -132,7 +151,7 @@ sets:
       type: str
       sample: "20261122T020000Z"
     path:
-      description: Directory of the set.
+      description: Directory of the set (C(s3://bucket/prefix/...) on an S3 root).
       type: str
       sample: /var/backups/runbook/postgresql/app/20261122T020000Z
     valid:
@@ -205,6 +224,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.runbook.stack.plugins.module_utils import _s3
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSet,
     BackupSetError,
@@ -265,7 +285,8 @@ def backup_inventory(
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
+        argument_spec=_s3.s3_argument_spec()
+        | {
             "root": {"type": "path", "required": True},
             "kind": {"type": "str"},
             "source": {"type": "str"},
@@ -277,15 +298,16 @@ def main() -> None:
     )
     p = module.params
     try:
+        s3 = _s3.conn_info(p) if p["root"].startswith("s3://") else None  # S3 options only for S3 roots
         result = backup_inventory(
-            open_storage(p["root"]),
+            open_storage(p["root"], s3=s3),
             p["kind"],
             p["source"],
             p["verify"],
             p["include_invalid"],
             p["include_manifest"],
         )
-    except (BackupSetError, OSError) as exc:
+    except (BackupSetError, _s3.S3Error, OSError) as exc:
         module.fail_json(msg=f"cannot list backups under {p['root']}: {exc}")
     module.exit_json(changed=False, **result)
 

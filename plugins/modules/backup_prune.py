@@ -24,11 +24,17 @@ description:
     look at (see M(runbook.stack.backup_info)).
   - A set is removed manifest first, so an interrupted removal leaves an incomplete directory, never
     a set that looks valid but lacks files.
+  - O(root) can also be an S3 backup root C(s3://bucket/prefix), as written by
+    M(runbook.stack.backup_upload). The same rules apply there; a set is removed with
+    C(DeleteObjects), its manifest in a request of its own before its other objects. The S3
+    connection options are only used for such roots, and boto3 is only needed for them.
   - The format is described in C(docs/backup-format.md) of the collection.
 author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
+  - runbook.stack.s3
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
 attributes:
   check_mode:
     support: full
@@ -42,12 +48,14 @@ attributes:
     details: A later run can remove more sets, because sets age past O(keep_days) and new backups push older ones out of O(keep_last).
   platform:
     platforms: posix
+  action_group:
+    membership: [runbook.stack.s3]
 options:
   root:
     description:
-      - The backup root directory (the O(runbook.stack.postgresql_backup#module:dest) of the backup modules).
-      - It must exist.
-      - Only local directories are supported by this version; C(s3://bucket/prefix) roots are rejected.
+      - The backup root directory (the O(runbook.stack.postgresql_backup#module:dest) of the backup modules),
+        or an S3 backup root C(s3://bucket/prefix).
+      - It must exist (for an S3 root, the bucket must exist).
     type: path
     required: true
   kind:
@@ -75,7 +83,11 @@ options:
     description:
       - Remove directories without a manifest (interrupted backups) in which nothing was written for
         more than this many hours. Must be at least V(1).
-      - Choose a value well above the duration of your longest backup.
+      - Choose a value well above the duration of your longest backup (or upload).
+      - On an S3 root, the time of the last write is the newest C(LastModified) of the objects under
+        the set's prefix (and the backup id). Multipart uploads still in progress are not objects yet,
+        so a large upload that is still running can look idle; keep this value above the duration of
+        your longest M(runbook.stack.backup_upload).
     type: int
     default: 24
 notes:
@@ -83,6 +95,7 @@ notes:
     leave the retention policy to remove the sets it would need.
 seealso:
   - module: runbook.stack.backup_info
+  - module: runbook.stack.backup_upload
   - module: runbook.stack.postgresql_backup
 """
 
@@ -102,6 +115,16 @@ EXAMPLES = r"""
     keep_last: 3
     remove_incomplete_older_than_h: 12
   register: pruned
+
+- name: Keep 30 days of off-host copies on S3, at least the last 7
+  runbook.stack.backup_prune:
+    endpoint_url: https://minio.internal.example.com:9000
+    access_key: backup-admin
+    secret_key: "{{ vault_s3_secret_key }}"
+    root: s3://offsite-backups/runbook
+    kind: postgresql
+    keep_last: 7
+    keep_days: 30
 
 - name: Report the space given back
   ansible.builtin.debug:
@@ -128,7 +151,7 @@ removed:
       type: str
       sample: "20261101T020000Z"
     path:
-      description: Directory of the set.
+      description: Directory of the set (C(s3://bucket/prefix/...) on an S3 root).
       type: str
       sample: /var/backups/runbook/postgresql/app/20261101T020000Z
     valid:
@@ -211,6 +234,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.runbook.stack.plugins.module_utils import _s3
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSet,
     BackupSetError,
@@ -240,13 +264,22 @@ def check_rules(
 
 
 def scan_tree(storage: Storage, backup_set: BackupSet) -> tuple[int, _dt.datetime]:
-    """(bytes on disk, time of the last write) of a set directory.
+    """(bytes stored, time of the last write) of a set directory, never earlier than its backup id.
 
-    Without a local path: (the manifest's total size or 0, the backup id time)."""
+    On S3: the sizes and the newest LastModified of the objects under the set's prefix. Storage
+    with neither: (the manifest's total size or 0, the backup id time)."""
     newest = backup_set.when
     base = storage.local_path(backup_set.rel)
     if not base:
-        return backup_set.summary()["size_bytes"] or 0, newest
+        iter_objects = getattr(storage, "iter_objects", None)
+        if iter_objects is None:
+            return backup_set.summary()["size_bytes"] or 0, newest
+        total = 0
+        for obj in iter_objects(backup_set.rel):
+            total += int(obj.get("Size", 0))
+            if obj.get("LastModified") is not None:
+                newest = max(newest, obj["LastModified"])
+        return total, newest
     total = 0
     for dirpath, _dirnames, filenames in os.walk(base):
         for path in [dirpath, *(os.path.join(dirpath, name) for name in filenames)]:
@@ -311,7 +344,7 @@ def apply_plan(storage: Storage, plan: dict[str, Any]) -> None:
     for done, backup_set in enumerate(doomed):
         try:
             storage.remove_tree(backup_set.rel)
-        except OSError as exc:
+        except (OSError, _s3.S3Error) as exc:
             raise BackupSetError(
                 f"removing {backup_set.location} failed after {done} of {len(doomed)} removals: {exc}"
             ) from exc
@@ -363,7 +396,8 @@ def report(plan: dict[str, Any], want_diff: bool, where: str) -> tuple[dict[str,
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
+        argument_spec=_s3.s3_argument_spec()
+        | {
             "root": {"type": "path", "required": True},
             "kind": {"type": "str", "required": True},
             "source": {"type": "str"},
@@ -378,7 +412,8 @@ def main() -> None:
     of = f"source {p['source']!r}" if p["source"] else "every source"
     try:
         check_rules(p["kind"], p["source"], p["keep_last"], p["keep_days"], p["remove_incomplete_older_than_h"])
-        storage = open_storage(p["root"])
+        s3 = _s3.conn_info(p) if p["root"].startswith("s3://") else None  # S3 options only for S3 roots
+        storage = open_storage(p["root"], s3=s3)
         if not storage.exists(""):
             raise BackupSetError("the backup root does not exist")
         plan = plan_prune(
@@ -392,7 +427,7 @@ def main() -> None:
         )
         if not module.check_mode:
             apply_plan(storage, plan)
-    except (BackupSetError, OSError) as exc:
+    except (BackupSetError, _s3.S3Error, OSError) as exc:
         module.fail_json(msg=f"cannot prune {p['kind']} backups of {of} under {p['root']}: {exc}")
     result, warnings = report(plan, module._diff, f"{storage.url}/{p['kind']}")
     for warning in warnings:

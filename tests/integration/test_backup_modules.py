@@ -213,7 +213,7 @@ def test_info_missing_root_is_empty(module, tmp_path):
 def test_info_bad_input_fails_clearly(module, tmp_path):
     (tmp_path / "a-file").write_text("not a directory")
     assert_failed(module("backup_info", {"root": str(tmp_path / "a-file")}), "cannot list", "Not a directory")
-    assert_failed(module("backup_info", {"root": "s3://bucket/prefix"}), "only local directories")
+    assert_failed(module("backup_info", {"root": "ftp://bucket/prefix"}), "only local directories")
     assert_failed(module("backup_info", {"root": str(tmp_path), "kind": "Postgres-QL"}), "invalid backup kind")
     assert_failed(module("backup_info", {"root": str(tmp_path), "source": ""}), "source must not be an empty")
 
@@ -369,7 +369,7 @@ def test_prune_diff_mode(module, daily):
         ({"keep_last": 2, "kind": "Postgres-QL"}, ["invalid backup kind 'Postgres-QL'"]),
         ({"keep_last": 2, "kind": "../etc"}, ["invalid backup kind"]),
         ({"keep_last": 2, "source": ""}, ["source must not be an empty string"]),
-        ({"keep_last": 2, "root": "s3://bucket/prefix"}, ["only local directories"]),
+        ({"keep_last": 2, "root": "ftp://bucket/prefix"}, ["only local directories"]),
         ({"keep_last": 2, "root": "/nonexistent/runbook-backups"}, ["/nonexistent/runbook-backups", "does not exist"]),
     ],
 )
