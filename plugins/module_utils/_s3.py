@@ -1766,3 +1766,24 @@ def download_set(
             pass
         raise
     return out | {"changed": True, "steps": steps.done, "duration_s": round(time.monotonic() - started, 3)}
+
+
+def remove_backup_set(storage: Storage, rel: str) -> None:
+    """storage.remove_tree(rel) (manifest first); on S3 also the directory markers of the set.
+
+    S3 has no directories, but SeaweedFS keeps one for every prefix objects were written under and
+    lists it after the objects are gone, where it would look like an incomplete set. Deleting the
+    keys ``<dir>/`` (deepest first) removes them; on other servers these deletes change nothing."""
+    if not isinstance(storage, S3Storage):
+        storage.remove_tree(rel)
+        return
+    base = storage.key(rel)
+    markers = {f"{base}/"}
+    for obj in storage.iter_objects(rel):
+        parts = obj["Key"][len(base) + 1 :].split("/")[:-1]
+        markers.update(f"{base}/{'/'.join(parts[:n])}/" for n in range(1, len(parts) + 1))
+    storage.remove_tree(rel)
+    try:
+        storage.delete_keys(sorted(markers, key=lambda k: (-k.count("/"), k)))
+    except S3Error:
+        pass  # only cosmetic: a left-over marker holds no data and is removed by the next prune

@@ -343,7 +343,7 @@ def apply_plan(storage: Storage, plan: dict[str, Any]) -> None:
     doomed = sorted(plan["removed"] + plan["removed_incomplete"], key=lambda s: s.backup_id)
     for done, backup_set in enumerate(doomed):
         try:
-            storage.remove_tree(backup_set.rel)
+            _s3.remove_backup_set(storage, backup_set.rel)
         except (OSError, _s3.S3Error) as exc:
             raise BackupSetError(
                 f"removing {backup_set.location} failed after {done} of {len(doomed)} removals: {exc}"
