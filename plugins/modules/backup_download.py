@@ -21,7 +21,7 @@ description:
     directories 0700, everything is fsynced, the manifest is written last (byte for byte as at the
     source) and the directory is renamed into place. A set therefore appears complete or not at all.
   - If the same set (identical manifest, all files at their sizes) is already there, nothing is
-    downloaded. A different set, or an invalid directory, with the same backup id is never replaced:
+    downloaded. A different set, or an invalid directory, with the same backup id is never replaced;
     the module fails.
   - The format is described in C(docs/backup-format.md) of the collection.
 author:
