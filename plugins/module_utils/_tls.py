@@ -353,29 +353,42 @@ def wait_served(
     retries: int,
     delay: float = 1.0,
     fetch: Callable[[str, int, str | None, float], bytes] = fetch_served_cert,
+    confirmations: int = 3,
+    confirm_delay: float = 0.2,
 ) -> dict[str, Any]:
-    """Poll ``host:port`` until it serves the certificate with ``want_fingerprint``.
+    """Poll ``host:port`` until it serves the certificate with ``want_fingerprint`` on
+    ``confirmations`` connections in a row.
 
-    Returns the served facts with ``matches`` and ``attempts``; the last one seen (``matches``
-    false) when it never did. TlsError only when no attempt could connect.
+    After a reload, workers of the old configuration can still accept a few connections while they
+    drain; one matching handshake is not proof. Only mismatches and connection failures use up
+    ``retries``. Returns the served facts with ``matches`` and ``attempts``; the last one seen
+    (``matches`` false) when it never matched. TlsError only when no attempt could connect.
     """
     last: dict[str, Any] | None = None
     error = None
-    attempts = 0
-    for attempt in range(1, max(1, retries) + 1):
-        attempts = attempt
+    attempts = streak = failures = 0
+    while True:
+        attempts += 1
         try:
             last = served_facts(fetch(host, port, sni, timeout))
             error = None
-            if last["fingerprint_sha256"] == want_fingerprint:
-                break
         except TlsError as exc:
             error = exc
-        if attempt < retries:
-            time.sleep(delay)
+        if last is not None and error is None and last["fingerprint_sha256"] == want_fingerprint:
+            streak += 1
+            if streak >= max(1, confirmations):
+                break
+            time.sleep(confirm_delay)
+            continue
+        streak = 0
+        failures += 1
+        if failures >= max(1, retries):
+            break
+        time.sleep(delay)
     if last is None:
         raise TlsError(f"{error} (after {attempts} attempts)")
-    return {**last, "matches": last["fingerprint_sha256"] == want_fingerprint, "attempts": attempts, "error": None}
+    matches = streak >= max(1, confirmations)
+    return {**last, "matches": matches, "attempts": attempts, "error": None}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -173,7 +173,7 @@ aof:
   returned: always
   type: bool
 aof_path:
-  description: The AOF directory (Redis 7+) or file that was (or would be) replaced; null when O(aof) is false.
+  description: The AOF directory (Redis 7+) or file that was (or would be) replaced; null when RV(aof) is false.
   returned: always
   type: str
   sample: /var/lib/redis/appendonlydir

@@ -207,15 +207,15 @@ sample:
   type: dict
   returned: success
   contains:
-    copy:
-      description: Keys copied.
+    to_copy:
+      description: Keys copied (or to be copied in check mode).
       type: list
       elements: str
-    delete:
-      description: Keys deleted.
+    to_delete:
+      description: Keys deleted (or to be deleted in check mode).
       type: list
       elements: str
-  sample: {"copy": ["img/1.png"], "delete": ["tmp/stray.txt"]}
+  sample: {"to_copy": ["img/1.png"], "to_delete": ["tmp/stray.txt"]}
 duration_s:
   description: Seconds the module spent.
   type: float
@@ -354,8 +354,8 @@ def main() -> None:
             bytes=plan.bytes,
             verified=0,
             sample=dict(
-                copy=sample((key for _entry, key in plan.copy), p["sample_size"]),
-                delete=sample(plan.delete, p["sample_size"]),
+                to_copy=sample((key for _entry, key in plan.copy), p["sample_size"]),
+                to_delete=sample(plan.delete, p["sample_size"]),
             ),
         )
         if not plan.copy and not plan.delete:

@@ -169,7 +169,7 @@ def value(c: redis.Redis, key: bytes, typ: bytes) -> Any:
         b"list": lambda k: c.lrange(k, 0, -1),
         b"set": c.smembers,
         b"zset": lambda k: c.zrange(k, 0, -1, withscores=True),
-        b"stream": lambda k: c.xrange(k),
+        b"stream": c.xrange,
     }
     return read[typ](key)
 

@@ -158,7 +158,7 @@ def test_round_trip_snapshot_damage_restore(lab, module, cli, buckets):
 
     preview = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, **SMALL_MP), check_mode=True))
     assert preview["changed"] is True and preview["would_copy"] == 4 and preview["would_delete"] == 0
-    assert sorted(preview["sample"]["copy"]) == sorted(
+    assert sorted(preview["sample"]["to_copy"]) == sorted(
         ["docs/with space.txt", "big/12mib.bin", "img/a.png", "docs/ünïcödé-日本.bin"]
     )
     assert preview["copied"] == 0 and listing(cli, src) == before_src and listing(cli, bak) == before_bak
@@ -196,7 +196,7 @@ def test_modes_overwrite_and_mirror(lab, module, cli, buckets):
     cli.put_object(Bucket=src, Key="img/b.png", Body=b"y" * 250)
     plan = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, mode="mirror", allow_delete=True), True))
     assert (plan["would_copy"], plan["would_delete"], plan["deleted"]) == (1, 2, 0)
-    assert plan["sample"]["delete"] == ["extra/one", "extra/two"] and listing(cli, src) != {}
+    assert plan["sample"]["to_delete"] == ["extra/one", "extra/two"] and listing(cli, src) != {}
     mirror = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, mode="mirror", allow_delete=True)))
     assert mirror["changed"] is True and mirror["copied"] == 1 and mirror["deleted"] == 2
     assert state(cli, src) == original

@@ -42,7 +42,21 @@ def _free_port() -> int:
 
 
 def served_fingerprint(port: int, sni: str = HOST) -> str:
-    """SHA-256 (AB:CD:...) of the leaf certificate served on 127.0.0.1:port for ``sni``."""
+    """SHA-256 (AB:CD:...) of the leaf certificate served on 127.0.0.1:port for ``sni``.
+
+    Asked three times, 0.2 s apart, and the answer must agree: right after a reload, a worker of
+    the old configuration may still take a connection while it drains (the module waits for
+    three matching handshakes in a row before it reports the new certificate as served)."""
+    seen = [_served_once(port, sni)]
+    for _attempt in range(2):
+        time.sleep(0.2)
+        seen.append(_served_once(port, sni))
+    if len(set(seen)) != 1:
+        raise AssertionError(f"nginx served different certificates on consecutive connections: {seen}")
+    return seen[0]
+
+
+def _served_once(port: int, sni: str) -> str:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE

@@ -299,7 +299,8 @@ def test_openssl_verify_argv_and_verdict():
 def test_wait_served_polls_until_the_new_certificate(pki):
     old_der = make_cert("old", make_key()).public_bytes(serialization.Encoding.DER)
     new_der = pki["leaf"].public_bytes(serialization.Encoding.DER)
-    answers = [tls.TlsError("refused"), old_der, new_der]
+    # refused while restarting, the old one, then the new one, an old worker still draining, new x3
+    answers = [tls.TlsError("refused"), old_der, new_der, old_der, new_der, new_der, new_der]
 
     def fetch(host, port, sni, timeout):
         assert (host, port, sni, timeout) == ("127.0.0.1", 8443, "www.example.test", 2.0)
@@ -308,8 +309,11 @@ def test_wait_served_polls_until_the_new_certificate(pki):
             raise answer
         return answer
 
-    facts = tls.wait_served("127.0.0.1", 8443, "www.example.test", tls.fingerprint(new_der), 2.0, 5, 0, fetch)
-    assert facts["matches"] is True and facts["attempts"] == 3 and facts["serial"] == tls.serial_hex(pki["leaf"])
+    facts = tls.wait_served(
+        "127.0.0.1", 8443, "www.example.test", tls.fingerprint(new_der), 2.0, 5, 0, fetch, confirm_delay=0
+    )
+    assert facts["matches"] is True and facts["attempts"] == 7 and facts["serial"] == tls.serial_hex(pki["leaf"])
+    assert answers == []
 
     stale = tls.wait_served("h", 1, None, tls.fingerprint(new_der), 1, 3, 0, lambda *a: old_der)
     assert stale["matches"] is False and stale["attempts"] == 3 and stale["subject"] == "CN=old"
