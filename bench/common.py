@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks (bench/run.py, bench/redis.py, bench/s3.py).
+"""Helpers shared by the benchmarks (bench/run.py, bench/redis_bench.py, bench/s3.py).
 
 Every benchmark runs a module the way Ansible runs it on the target and times it against a raw
 tool in the same run; these helpers keep that the same everywhere.
