@@ -21,11 +21,8 @@ import datetime as dt
 import json
 import os
 import platform
-import shlex
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,41 +30,26 @@ from typing import Any
 
 import boto3
 import botocore.config
+from common import BENCH, ROOT, WORK, lab_env, log, median, run_module, timed_run
+from common import clean_env as common_clean_env
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "bench"
-WORK = BENCH / "work"
-PYTHON = ROOT / ".venv" / "bin" / "python"
-COLLECTIONS_PATH = ROOT / ".cache" / "collections"
 TOOLS = ROOT / ".cache" / "bench-tools"
 TARGETS = {"snapshot_vs_rclone": 0.80, "snapshot_vs_aws": 1.0, "restore_noop_vs_aws_noop": 1.0}
 DATASET_VERSION = 1
 MIB = 1024 * 1024
-_AMBIENT_PREFIXES = ("PG", "REDIS", "AWS_", "RCLONE_")
 RCLONE_FLAGS: list[str] = []  # rclone's defaults: --transfers 4 --checkers 8, server-side copy on one remote
 AWS_FLAGS = ["--only-show-errors"]
 
 
-def log(msg: str) -> None:
-    print(f"[{dt.datetime.now():%H:%M:%S}] {msg}", flush=True)
-
-
-def lab_env() -> dict[str, str]:
+def s3_lab_env() -> dict[str, str]:
+    """The lab's connection facts, with its S3 server started first."""
     subprocess.run([str(ROOT / "lab" / "labctl"), "up", "s3"], check=True, capture_output=True, timeout=300)
-    out = subprocess.run(
-        [str(ROOT / "lab" / "labctl"), "env"], capture_output=True, text=True, check=True, timeout=30
-    ).stdout
-    env = {}
-    for line in out.splitlines():
-        words = shlex.split(line)
-        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            key, _sep, value = words[1].partition("=")
-            env[key] = value
-    return env
+    return lab_env()
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(_AMBIENT_PREFIXES)}
+    """The shared clean environment, minus rclone's RCLONE_* settings too."""
+    return {k: v for k, v in common_clean_env().items() if not k.startswith("RCLONE_")}
 
 
 def ensure_tools() -> dict[str, str]:
@@ -198,48 +180,8 @@ def ensure_dataset(lab: Lab, bucket: str, spec: dict[str, int]) -> None:
 
 
 def timed(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, str]:
-    t0 = time.monotonic()
-    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    elapsed = time.monotonic() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed (rc={proc.returncode}): {proc.stderr[-2000:]}")
-    return elapsed, proc.stdout
-
-
-def run_module(name: str, args: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-    """runbook.stack.<name> as Ansible runs it on the target (see tests/integration/conftest.py)."""
-    with tempfile.TemporaryDirectory(prefix="runbook-bench-") as tmp:
-        module_tmp = Path(tmp) / "tmp"
-        module_tmp.mkdir()
-        payload = {
-            "ANSIBLE_MODULE_ARGS": {
-                **args,
-                "_ansible_check_mode": False,
-                "_ansible_diff": False,
-                "_ansible_no_log": False,
-                "_ansible_debug": False,
-                "_ansible_verbosity": 0,
-                "_ansible_module_name": f"runbook.stack.{name}",
-                "_ansible_keep_remote_files": False,
-                "_ansible_tmpdir": str(module_tmp),
-                "_ansible_remote_tmp": str(module_tmp),
-                "_ansible_shell_executable": "/bin/sh",
-                "_ansible_ignore_unknown_opts": False,
-            }
-        }
-        args_file = Path(tmp) / "args.json"
-        args_file.write_text(json.dumps(payload))  # the directory is 0700: the secret stays private
-        env = clean_env() | {"PYTHONPATH": str(COLLECTIONS_PATH)}
-        argv = [str(PYTHON), "-m", f"ansible_collections.runbook.stack.plugins.modules.{name}", str(args_file)]
-        elapsed, stdout = timed(argv, env, cwd=Path(tmp))
-    result = json.loads(stdout.strip().splitlines()[-1])
-    if result.get("failed"):
-        raise RuntimeError(f"module {name} failed: {result.get('msg')}")
-    return elapsed, result
-
-
-def median(values: list[float]) -> float:
-    return round(statistics.median(values), 3)
+    elapsed, stdout, _stderr = timed_run(argv, env, cwd)
+    return elapsed, stdout
 
 
 def snapshot_round(lab: Lab, src: str, dst: str, rnd: int, order: list[str], want: int) -> dict[str, Any]:
@@ -392,7 +334,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small data set, figures under bench/work/")
     args = parser.parse_args()
 
-    lab = Lab(lab_env())
+    lab = Lab(s3_lab_env())
     tools = ensure_tools()
     spec = dataset_spec(args.quick)
     suffix = "quick" if args.quick else "full"
