@@ -38,3 +38,5 @@ test-integration: bootstrap
 
 bench: lab-up
 	.venv/bin/python bench/run.py
+	.venv/bin/python bench/redis_bench.py
+	.venv/bin/python bench/s3.py

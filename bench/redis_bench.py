@@ -32,6 +32,7 @@ from typing import Any
 
 import redis
 from common import BENCH, WORK, clean_env, log, median, run_module, timed_run
+from report import compose
 
 TARGETS = {"keys": 0.5, "snapshot": 1.2}
 
@@ -280,6 +281,7 @@ def main() -> int:
     (out_dir / "results-redis.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     text = render(data)
     (out_dir / "RESULTS-redis.md").write_text(text)
+    compose(out_dir)
     print(text)
     return 0
 

@@ -32,6 +32,7 @@ import boto3
 import botocore.config
 from common import BENCH, ROOT, WORK, lab_env, log, median, run_module, timed_run
 from common import clean_env as common_clean_env
+from report import compose
 
 TOOLS = ROOT / ".cache" / "bench-tools"
 TARGETS = {"snapshot_vs_rclone": 0.80, "snapshot_vs_aws": 1.0, "restore_noop_vs_aws_noop": 1.0}
@@ -393,6 +394,7 @@ def main() -> int:
     (out_dir / "results-s3.json").write_text(json.dumps(data, indent=2) + "\n")
     text = render(data)
     (out_dir / "RESULTS-s3.md").write_text(text)
+    compose(out_dir)
     print(text)
     return 0
 
