@@ -319,13 +319,20 @@ def secure_tree(base: str) -> None:
                 os.chmod(full, DIR_MODE if name in dirnames else FILE_MODE)
 
 
-def hash_files(base: str, rels: Iterable[str], workers: int = 2) -> list[dict[str, Any]]:
-    """[{path, size, sha256}] for files under base; hashing runs in threads (hashlib drops the GIL)."""
+def hash_files(
+    base: str, rels: Iterable[str], workers: int = 2, known: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """[{path, size, sha256}] for files under base; hashing runs in threads (hashlib drops the GIL).
+
+    ``known`` maps paths to SHA-256 digests the writer computed while it wrote those files (no
+    second read); every other file is hashed here."""
     rels = list(rels)
+    known = known or {}
 
     def one(rel: str) -> dict[str, Any]:
         full = os.path.join(base, *rel.split("/"))
-        return {"path": rel, "size": os.stat(full).st_size, "sha256": sha256_file(full)}
+        digest = known.get(rel) or sha256_file(full)
+        return {"path": rel, "size": os.stat(full).st_size, "sha256": digest}
 
     if len(rels) <= 1 or workers <= 1:
         return [one(r) for r in rels]
@@ -687,14 +694,17 @@ class LocalSetWriter:
             os.chmod(path, DIR_MODE)
             return self
 
-    def seal(self, hash_workers: int = 2, **manifest_fields: Any) -> dict[str, Any]:
-        """Hash every file, write manifest.json atomically, return the manifest."""
+    def seal(
+        self, hash_workers: int = 2, known_sha256: dict[str, str] | None = None, **manifest_fields: Any
+    ) -> dict[str, Any]:
+        """Hash every file (except those in ``known_sha256``), write manifest.json atomically, return
+        the manifest."""
         if self.started is None:
             raise BackupSetError("seal() called before create()")
         secure_tree(self.path)
         fsync_tree(self.path)
         fsync_dir(os.path.dirname(self.path))
-        files = hash_files(self.path, walk_files(self.path), workers=hash_workers)
+        files = hash_files(self.path, walk_files(self.path), workers=hash_workers, known=known_sha256)
         manifest = build_manifest(
             kind=self.kind,
             source=self.source,

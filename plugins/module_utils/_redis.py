@@ -13,6 +13,7 @@ import errno
 import os
 import re
 import socket
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -511,16 +512,33 @@ def _kernel_copy(in_fd: int, out_fd: int, size: int, chunk: int) -> int | None:
         raise
 
 
-def copy_stable(fin: Any, dst: str, chunk: int = 4 * 1024 * 1024) -> int:
+def _hash_fd(fd: int, digest: Any, chunk: int) -> None:
+    """Feed the whole file behind ``fd`` (from offset 0, with pread) into ``digest``."""
+    offset = 0
+    while True:
+        block = os.pread(fd, chunk, offset)
+        if not block:
+            return
+        digest.update(block)
+        offset += len(block)
+
+
+def copy_stable(fin: Any, dst: str, chunk: int = 4 * 1024 * 1024, digest: Any = None) -> int:
     """Copy the open binary file ``fin`` to the new file ``dst`` (fsynced); return the bytes copied.
 
     Redis replaces its RDB by rename, which leaves an open descriptor pointing at the file that was
     opened, so copying through it always yields one complete file. Size and mtime are compared before
-    and after; a file changed in place is refused."""
+    and after; a file changed in place is refused. With ``digest`` (a hashlib object), the same
+    file is hashed in a thread while the kernel copies it (hashlib releases the GIL), so the set
+    needs no second read."""
     name = getattr(fin, "name", "the RDB file")
     try:
         before = os.fstat(fin.fileno())
         copied = 0
+        hasher = None
+        if digest is not None:
+            hasher = threading.Thread(target=_hash_fd, args=(fin.fileno(), digest, chunk), daemon=True)
+            hasher.start()
         with open(dst, "wb") as fout:
             copied = _kernel_copy(fin.fileno(), fout.fileno(), before.st_size, chunk)
             if copied is None:  # no sendfile for this pair of files: copy through user space
@@ -533,6 +551,8 @@ def copy_stable(fin: Any, dst: str, chunk: int = 4 * 1024 * 1024) -> int:
                     copied += len(block)
                 fout.flush()
             os.fsync(fout.fileno())
+        if hasher is not None:
+            hasher.join()
         after = os.fstat(fin.fileno())
     except OSError as exc:
         raise RedisError(f"cannot copy {name} to {dst}: {exc.strerror or exc}") from None

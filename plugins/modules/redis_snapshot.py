@@ -186,6 +186,7 @@ duration_s:
   sample: 3.2
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -339,7 +340,8 @@ def bgsave(client: Any, writer: LocalSetWriter, timeout: int, steps: Steps) -> d
             # Opened after our save finished: unless yet another save completed since, this is our file.
             later = client.info("persistence")
             ours = not save_advanced(later, save_marker(done)) and not int(later.get("rdb_bgsave_in_progress", 0))
-            copy_stable(fin, target)
+            digest = hashlib.sha256()
+            copy_stable(fin, target, digest=digest)
         check_rdb_magic(target)
     keyspace = parse_keyspace(done)
     exact = ours and int(done.get("rdb_changes_since_last_save", 1)) == 0
@@ -350,6 +352,7 @@ def bgsave(client: Any, writer: LocalSetWriter, timeout: int, steps: Steps) -> d
         "rdb_source": paths.rdb_path,
         "aof_enabled": bool(int(done.get("aof_enabled", 0))),
         "commands": ["BGSAVE SCHEDULE"],
+        "known_sha256": {RDB_NAME: digest.hexdigest()},
     }
 
 
@@ -419,6 +422,7 @@ def run(client: Any, info: ConnInfo, params: dict[str, Any], source: str) -> dic
         keyspace = got["keyspace"]
         with steps.step("fsync and SHA-256, write manifest"):
             manifest = writer.seal(
+                known_sha256=got.get("known_sha256"),
                 source_identity={"host": info.host, "port": info.port, "run_id": server.get("run_id")},
                 tool={
                     "name": "redis-cli --rdb" if params["method"] == "replication" else "BGSAVE",

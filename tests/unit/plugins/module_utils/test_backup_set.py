@@ -669,3 +669,13 @@ def test_remove_tree_removes_unreadable_directories_and_not_link_targets(tmp_pat
     bs.remove_tree(str(base))
     assert not base.exists()
     assert (keep / "precious").read_text() == "keep me"
+
+
+def test_seal_uses_known_digests_and_hashes_the_rest(tmp_path):
+    writer = bs.LocalSetWriter(str(tmp_path), "redis", "h:1").create()
+    (Path(writer.path) / "a.bin").write_bytes(b"aaa")
+    (Path(writer.path) / "b.bin").write_bytes(b"bbb")
+    told = "0" * 64  # a digest the writer vouches for is taken as given, not recomputed
+    manifest = writer.seal(known_sha256={"a.bin": told})
+    digests = {f["path"]: f["sha256"] for f in manifest["files"]}
+    assert digests == {"a.bin": told, "b.bin": hashlib.sha256(b"bbb").hexdigest()}

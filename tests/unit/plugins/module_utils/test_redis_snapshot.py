@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 
@@ -162,6 +163,16 @@ def test_copy_stable_copies_through_the_open_descriptor(tmp_path):
         os.replace(replacement, src)
         assert rd.copy_stable(fin, str(tmp_path / "copy.rdb")) == len(content)
     assert (tmp_path / "copy.rdb").read_bytes() == content
+
+
+def test_copy_stable_hashes_while_it_copies(tmp_path):
+    src = tmp_path / "dump.rdb"
+    src.write_bytes(b"REDIS" + os.urandom(3 * 1024 * 1024 + 17))
+    digest = hashlib.sha256()
+    with open(src, "rb") as fin:
+        assert rd.copy_stable(fin, str(tmp_path / "copy.rdb"), chunk=1024 * 1024, digest=digest) == src.stat().st_size
+    assert digest.hexdigest() == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert (tmp_path / "copy.rdb").read_bytes() == src.read_bytes()
 
 
 def test_copy_stable_refuses_a_file_changed_in_place(tmp_path, monkeypatch):
