@@ -436,7 +436,7 @@ def wait_for_save(
     marker: SaveMarker,
     started: bool,
     timeout: float,
-    interval: float = 0.05,
+    interval: float = 0.02,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
