@@ -283,7 +283,8 @@ def render(data: dict[str, Any]) -> str:
         f"Measured {data['date']} on {data['machine']['cpus']} CPUs ({data['machine']['platform']}), lab SeaweedFS "
         f"({data['machine']['seaweedfs']}) on loopback, same host. Data set: {n['small']:,} x {n['small_size'] // 1024} KiB"
         f" + {n['large']} x {n['large_size'] // MIB} MiB random objects ({n['bytes'] / MIB:,.0f} MiB). "
-        f"Median of {data['rounds']} rounds, order rotated each round, a fresh destination prefix each time, after one untimed warm-up copy into the destination bucket (SeaweedFS grows its volumes on first write).",
+        f"Median of {data['rounds']} rounds, order rotated each round, a fresh destination prefix each time, "
+        "after one untimed warm-up copy into the destination bucket (SeaweedFS grows its volumes on first write).",
         "",
         "Snapshot (server-side copy of the whole bucket into another bucket):",
         "",
