@@ -22,6 +22,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Callable
 
 FORMAT_NAME = "runbook.stack/backup-set"
@@ -103,6 +104,38 @@ def validate_kind(kind: str) -> str:
     if not KIND_RE.match(kind or ""):
         raise BackupSetError(f"invalid backup kind {kind!r}: expected lower-case letters, digits and _")
     return kind
+
+
+# --------------------------------------------------------------------------------------------
+# helpers every backup and restore module uses
+# --------------------------------------------------------------------------------------------
+
+
+class Steps:
+    """Ordered record of what a backup or restore did, with durations (the ``steps`` return value)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    @contextmanager
+    def step(self, label: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        yield
+        self.items.append({"step": label, "duration_s": round(time.monotonic() - t0, 3)})
+
+
+def check_dest_writable(dest: str) -> None:
+    """Fail now, with the path and cause, when the backup root cannot be created or written."""
+    probe = os.path.abspath(dest)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise BackupSetError(f"dest {dest} is not usable: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BackupSetError(f"dest {dest} is not writable: no write permission on {probe}")
 
 
 # --------------------------------------------------------------------------------------------

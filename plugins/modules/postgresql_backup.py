@@ -174,6 +174,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSetError,
     LocalSetWriter,
+    check_dest_writable,
     set_rel,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
@@ -205,20 +206,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._process import (
 )
 
 KIND = "postgresql"
-
-
-def check_dest_writable(dest: str) -> None:
-    """Fail now, with the path and cause, when the backup root cannot be created or written."""
-    probe = os.path.abspath(dest)
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        raise BackupSetError(f"dest {dest} is not usable: {probe} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise BackupSetError(f"dest {dest} is not writable: no write permission on {probe}")
 
 
 def estimated_tables(conn: Any) -> dict[str, int]:

@@ -191,8 +191,6 @@ duration_s:
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -200,6 +198,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSet,
     BackupSetError,
+    Steps,
     find_set,
     open_set_path,
     open_storage,
@@ -250,19 +249,6 @@ def temp_name(name: str, backup_id: str) -> str:
 
 def previous_name(name: str, backup_id: str) -> str:
     return derived_name(name, f"_pre_restore_{backup_id.lower()}")
-
-
-class Steps:
-    """Ordered record of what the restore did, with durations."""
-
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-
-    @contextmanager
-    def step(self, label: str) -> Iterator[None]:
-        t0 = time.monotonic()
-        yield
-        self.items.append({"step": label, "duration_s": round(time.monotonic() - t0, 3)})
 
 
 def resolve_set(params: dict[str, Any], source: str) -> BackupSet:

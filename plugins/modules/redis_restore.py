@@ -226,8 +226,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -235,6 +233,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSet,
     BackupSetError,
+    Steps,
     find_set,
     fsync_dir,
     open_set_path,
@@ -266,17 +265,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
 from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 KIND = "redis"
-
-
-class Steps:
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-
-    @contextmanager
-    def step(self, label: str) -> Iterator[None]:
-        t0 = time.monotonic()
-        yield
-        self.items.append({"step": label, "duration_s": round(time.monotonic() - t0, 3)})
 
 
 # ------------------------------------------------------------------------------------------------

@@ -192,8 +192,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -201,6 +199,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSetError,
     LocalSetWriter,
+    Steps,
+    check_dest_writable,
     set_rel,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._process import (
@@ -235,31 +235,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._text import one_lin
 
 KIND = "redis"
 RDB_NAME = "dump.rdb"
-
-
-class Steps:
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-
-    @contextmanager
-    def step(self, label: str) -> Iterator[None]:
-        t0 = time.monotonic()
-        yield
-        self.items.append({"step": label, "duration_s": round(time.monotonic() - t0, 3)})
-
-
-def check_dest_writable(dest: str) -> None:
-    """Fail now, with the path and cause, when the backup root cannot be created or written."""
-    probe = os.path.abspath(dest)
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if not os.path.isdir(probe):
-        raise BackupSetError(f"dest {dest} is not usable: {probe} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise BackupSetError(f"dest {dest} is not writable: no write permission on {probe}")
 
 
 def fetch(client: Any) -> Any:
@@ -356,6 +331,11 @@ def bgsave(client: Any, writer: LocalSetWriter, timeout: int, steps: Steps) -> d
     }
 
 
+def key_counts(keyspace: dict[str, dict[str, int]]) -> dict[str, tuple[int, int]]:
+    """(keys, expires) per db: what a write changes (avg_ttl drifts on its own as time passes)."""
+    return {db: (v.get("keys", 0), v.get("expires", 0)) for db, v in keyspace.items()}
+
+
 def replication(client: Any, info: ConnInfo, writer: LocalSetWriter, timeout: int, steps: Steps) -> dict[str, Any]:
     """redis-cli --rdb into the set; facts around the transfer."""
     redis_cli = find_redis_cli()
@@ -393,10 +373,13 @@ def replication(client: Any, info: ConnInfo, writer: LocalSetWriter, timeout: in
     keyspace = parse_keyspace(after)
     changes_before = int(before.get("rdb_changes_since_last_save", 0))
     changes_after = int(after.get("rdb_changes_since_last_save", 0))
+    unchanged = changes_after == changes_before and key_counts(parse_keyspace(before)) == key_counts(keyspace)
     if int(after.get("rdb_saves", -1)) != int(before.get("rdb_saves", -1)):
-        exact = changes_after == 0  # disk-based sync: the save reset the counter at the fork
+        # the transfer's save has been reaped: a disk-based sync reset the counter at its fork (0 =
+        # no write since); a diskless one does not reset it (counter and keyspace unchanged)
+        exact = changes_after == 0 or unchanged
     else:
-        exact = changes_after == changes_before and parse_keyspace(before) == keyspace
+        exact = unchanged
     return {
         "keyspace": keyspace,
         "keyspace_exact": exact,
