@@ -23,12 +23,9 @@ exits 0. A second SIGTERM, or in-flight requests still running at the deadline, 
 
 from __future__ import annotations
 
-import base64  # noqa: F401 - imported before dropping privileges, see drop_privileges()
 import ctypes
 import datetime as dt
-import email.utils  # noqa: F401
-import hashlib  # noqa: F401
-import hmac  # noqa: F401
+import importlib
 import json
 import os
 import pwd
@@ -37,9 +34,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid  # noqa: F401
-import xml.etree.ElementTree  # noqa: F401
-import zlib  # noqa: F401
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -55,6 +49,9 @@ VERSION = "1.0.0"
 ROOT = Path(__file__).resolve().parents[2]
 PROCESS_NAME = b"lab-app"  # what labctl expects in /proc/<pid>/comm
 SEED_ORDERS = 50  # the first orders get a cache key and a receipt
+# standard-library modules the clients import lazily on a request path; loaded before the app drops
+# privileges (see drop_privileges), when the interpreter's own files may no longer be readable
+PRELOAD_MODULES = ("base64", "email.utils", "hashlib", "hmac", "uuid", "xml.etree.ElementTree", "zlib")
 
 
 def setting(name: str, default: str | None = None) -> str:
@@ -144,7 +141,7 @@ def check_postgresql(cfg: Settings) -> None:
 def health(cfg: Settings) -> dict[str, Any]:
     components = {
         "postgresql": timed(lambda: check_postgresql(cfg)),
-        "redis": timed(lambda: cfg.redis.ping()),
+        "redis": timed(cfg.redis.ping),
         "s3": timed(lambda: cfg.s3.head_bucket(Bucket=cfg.bucket)),
     }
     healthy = all(c["status"] == "ok" for c in components.values())
@@ -333,8 +330,10 @@ def drop_privileges(user: str) -> None:
     The project's python may live where only root can read it (pyenv under /root), so labctl
     cannot start it as the lab user the way it starts the servers: it starts it as root, and the
     app switches user once everything is imported and its socket is bound. The standard-library
-    modules a request needs later are imported at the top of this file for that reason.
+    modules a request needs later (PRELOAD_MODULES) are imported before that for this reason.
     """
+    for name in PRELOAD_MODULES:
+        importlib.import_module(name)
     entry = pwd.getpwnam(user)
     os.setgroups([])
     os.setgid(entry.pw_gid)

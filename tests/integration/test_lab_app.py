@@ -53,8 +53,8 @@ def proxy_request(env: dict[str, str], method: str, path: str, body: Any = None)
 
 
 def get(url: str, timeout: float = 10) -> tuple[int, dict]:
-    host, _, rest = url.removeprefix("http://").partition("/")
-    name, _, port = host.partition(":")
+    host, _sep, rest = url.removeprefix("http://").partition("/")
+    name, _sep, port = host.partition(":")
     conn = http.client.HTTPConnection(name, int(port), timeout=timeout)
     try:
         conn.request("GET", "/" + rest)
