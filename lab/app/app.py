@@ -4,9 +4,10 @@ Run by ``lab/labctl up app`` with the project's .venv python, as the lab user, o
 (behind the lab nginx at https://app.lab.test:58443). Connection facts come from the environment
 labctl sets (the same values ``lab/labctl env`` prints); nothing here is for production.
 
-    GET  /health            {"status": "healthy"|"unhealthy", "components": {...}}: 200 when every
-                            component is ok, else 503; 503 {"status": "maintenance"} while the
-                            maintenance flag file or Redis key exists
+    GET  /health            {"status": "healthy"|"unhealthy", "components": {...}, "in_flight": N}:
+                            200 when every component is ok, else 503; 503 {"status": "maintenance",
+                            "in_flight": N} while the maintenance flag file or Redis key exists
+                            (in_flight: other requests being served, what a drain waits for)
     GET  /orders[?limit=N]  the newest orders (PostgreSQL)
     GET  /orders/<id>       one order, with where it was found (cache or database) and its receipt
     POST /orders            {"customer_id", "product_id", "quantity", "note"}: a row in shop.orders,
@@ -236,12 +237,14 @@ class Handler(BaseHTTPRequestHandler):
         query = parse_qs(url.query)
         try:
             if url.path == "/health":
+                # requests in flight besides this one: what a drain before shutdown waits for
+                in_flight = max(self.server.in_flight - 1, 0)
                 flag = maintenance(self.cfg)
                 if flag is not None:
-                    self.send_json(503, {"status": "maintenance", **flag})
+                    self.send_json(503, {"status": "maintenance", "in_flight": in_flight, **flag})
                     return
                 doc = health(self.cfg)
-                self.send_json(200 if doc["status"] == "healthy" else 503, doc)
+                self.send_json(200 if doc["status"] == "healthy" else 503, {**doc, "in_flight": in_flight})
             elif url.path == "/orders":
                 limit = min(max(int(query.get("limit", ["20"])[0]), 1), 1000)
                 self.send_json(200, {"orders": list_orders(self.cfg, limit)})

@@ -259,6 +259,23 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(shop):
     assert "drained in" in proc.stdout.read()
 
 
+def test_health_counts_other_requests_in_flight(shop):
+    proc = start_private_app(shop, drain_s=5)
+    results: list = []
+    try:
+        assert get(f"http://127.0.0.1:{PRIVATE_PORT}/health")[1]["in_flight"] == 0
+        worker = threading.Thread(target=slow_request, args=(2, results), daemon=True)
+        worker.start()
+        time.sleep(0.5)
+        assert get(f"http://127.0.0.1:{PRIVATE_PORT}/health")[1]["in_flight"] == 1
+        worker.join(10)
+        assert get(f"http://127.0.0.1:{PRIVATE_PORT}/health")[1]["in_flight"] == 0
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert results and results[0][0] == 200, results
+
+
 def test_drain_timeout_exits_1(shop):
     proc = start_private_app(shop, drain_s=0.5)
     results: list = []
