@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -302,3 +303,39 @@ def tmp_backup_root(tmp_path: Path) -> Path:
     path = tmp_path / "backups"
     path.mkdir()
     return path
+
+
+# ---- playbooks of this collection against the lab inventory --------------------------------------
+_RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+class PlaybookRun:
+    """One ansible-playbook run: return code, output, and the PLAY RECAP counts per host."""
+
+    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+        self.rc = proc.returncode
+        self.out = proc.stdout + proc.stderr
+        self.recap = {
+            m.group(1): {"ok": int(m.group(2)), "changed": int(m.group(3)), "failed": int(m.group(5))}
+            for m in _RECAP.finditer(proc.stdout)
+        }
+
+    def changed(self, host: str = "lab") -> int:
+        return self.recap[host]["changed"]
+
+    def __repr__(self) -> str:
+        return self.out[-6000:]
+
+
+def run_playbook(playbook: str, *args: str, inventory: str = "inventories/lab", timeout: float = 600) -> PlaybookRun:
+    """``ansible-playbook -i <inventory> playbooks/<playbook> <args>`` from the repository root."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_AMBIENT_PREFIXES)}
+    env.update(
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+    )
+    argv = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", inventory, f"playbooks/{playbook}", *args]
+    proc = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    return PlaybookRun(proc)
