@@ -10,7 +10,7 @@ short_description: Write the report of a disaster-recovery drill or restore (JSO
 version_added: 0.1.0
 description:
   - Turns the measured facts of a disaster-recovery drill, or of a real restore, into one report in three
-    formats under O(dest): C(<dest>/<name>.json), C(<dest>/<name>.md) and C(<dest>/<name>.html).
+    formats under O(dest), namely C(<dest>/<name>.json), C(<dest>/<name>.md) and C(<dest>/<name>.html).
   - The RTO is the time from O(disaster_declared_at) to O(healthy_at); the RPO is the age of the
     O(recovery_point) when the disaster was declared (O(disaster_declared_at) minus O(recovery_point)).
     Each is compared with its target in O(targets).
@@ -37,7 +37,7 @@ attributes:
     description: Running the module twice with the same input reports no change the second time.
     support: full
     details:
-      - The report holds no time of its own: RV(report.generated_at) is O(generated_at), else O(healthy_at).
+      - The report holds no time of its own, RV(report.generated_at) is O(generated_at), else O(healthy_at).
       - Only the content is compared; an existing file with the same content keeps its mode.
   platform:
     platforms: posix

@@ -75,8 +75,8 @@ def test_shutdown_stops_everything_in_order_then_reruns_cleanly(lab_up):
         [
             "Maintenance on (every signal)",
             "Run the stop command of proxy",
-            "Drain app: wait for its requests in flight",
-            "Send SIGTERM to app",
+            "Wait for the requests in flight to finish on app",
+            "Send the graceful stop signal to app",
             "Run the stop command of redis",
             "Run the stop command of postgresql",
             "Run the stop command of s3",
@@ -109,7 +109,7 @@ def test_startup_starts_in_order_and_is_healthy_then_idempotent(lab_up):
             "Run the start command of redis",
             "Run the start command of app",
             "Run the start command of proxy",
-            "reports healthy",
+            "Wait until the platform reports healthy",
         ],
     )
     assert positions == sorted(positions), run
