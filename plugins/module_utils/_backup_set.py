@@ -782,3 +782,69 @@ def select_prune(
         else:
             remove.append(s)
     return keep, remove
+
+
+# --------------------------------------------------------------------------------------------
+# DR sets: one set of kind "dr" that names the component sets of one recovery point
+# --------------------------------------------------------------------------------------------
+
+DR_KIND = "dr"
+DR_COMPONENTS_FILE = "components.json"
+_COMPONENT_KEYS = ("kind", "source", "backup_id", "root")
+
+
+def manifest_sha256(found: BackupSet) -> str:
+    """SHA-256 of the set's manifest.json bytes: what a DR set records to pin a component set."""
+    return hashlib.sha256(found.storage.read_bytes(f"{found.rel}/{MANIFEST}")).hexdigest()
+
+
+def check_component_ref(index: int, ref: Any) -> dict[str, str]:
+    """One component reference {kind, source, backup_id, root}, all non-empty strings."""
+    if not isinstance(ref, dict):
+        raise BackupSetError(f"components[{index}] must be a dict with {', '.join(_COMPONENT_KEYS)}")
+    missing = [k for k in _COMPONENT_KEYS if not isinstance(ref.get(k), str) or not ref.get(k)]
+    if missing:
+        raise BackupSetError(f"components[{index}] needs a non-empty {', '.join(missing)}")
+    validate_kind(ref["kind"])
+    if ref["kind"] == DR_KIND:
+        raise BackupSetError(f"components[{index}]: a DR set cannot contain another DR set")
+    if ref["backup_id"] != "latest":
+        parse_backup_id(ref["backup_id"])
+    return {k: ref[k] for k in _COMPONENT_KEYS}
+
+
+def describe_component(ref: dict[str, str], found: BackupSet) -> dict[str, Any]:
+    """What a DR set records of one component set (its manifest pinned by checksum)."""
+    manifest = found.manifest or {}
+    return {
+        **ref,
+        "backup_id": found.backup_id,
+        "location": found.location,
+        "manifest_sha256": manifest_sha256(found),
+        "started": manifest.get("started"),
+        "finished": manifest.get("finished"),
+        "size_bytes": manifest.get("total_size_bytes"),
+        "file_count": len(manifest.get("files") or []) + len(manifest.get("objects") or []),
+        "facts": manifest.get("facts") or {},
+    }
+
+
+def recovery_point(components: list[dict[str, Any]]) -> str:
+    """The DR set's recovery point: the start of its oldest component (each component holds the
+    data as of its own start, so everything is at least that fresh)."""
+    starts = [c["started"] for c in components if c.get("started")]
+    if not starts:
+        raise BackupSetError("no component has a start time")
+    return min(starts)
+
+
+def check_dr_component(recorded: dict[str, Any], found: BackupSet, verify: bool, workers: int = 2) -> list[str]:
+    """Problems of one component set against what the DR set recorded (empty when it is intact)."""
+    if not found.valid:
+        return [found.error or "not a valid backup set"]
+    problems = []
+    if manifest_sha256(found) != recorded.get("manifest_sha256"):
+        problems.append("manifest changed since the DR set was made (checksum mismatch)")
+    if verify:
+        problems.extend(found.verify(workers=workers))
+    return problems

@@ -1,0 +1,242 @@
+#!/usr/bin/python
+# Copyright: runbook.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: dr_set
+short_description: Group component backup sets (PostgreSQL, Redis, S3) under one DR set
+version_added: 0.1.0
+description:
+  - Writes a backup set of kind C(dr) under O(dest) (C(<dest>/dr/<name>/<backup_id>/)) that names
+    the component backup sets of one recovery point, for example the PostgreSQL, Redis and S3
+    backups of one nightly run, so that a disaster recovery restores them together.
+  - Each component set is opened and must be a valid backup set; the DR set records its kind,
+    source, backup id, root and location, and pins it by the SHA-256 of its C(manifest.json), with
+    its start and end times, size and kind-specific facts (row counts, key counts, object counts).
+  - The recovery point of the DR set is the start time of its oldest component.
+  - The DR set is a backup set like any other (C(components.json) plus C(manifest.json), written
+    last), so M(runbook.stack.backup_info), M(runbook.stack.backup_prune),
+    M(runbook.stack.backup_upload) and M(runbook.stack.backup_download) handle it with O(kind=dr).
+    M(runbook.stack.dr_set_info) finds one and checks its components.
+  - Component roots may be local directories or S3 backup roots C(s3://bucket/prefix); the S3
+    connection options are only used for the latter.
+author:
+  - runbook.stack maintainers (@runbook-stack)
+extends_documentation_fragment:
+  - runbook.stack.s3
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+attributes:
+  check_mode:
+    support: full
+    details: Opens and checks every component set and returns what would be recorded; nothing is written.
+  diff_mode:
+    support: none
+  idempotent:
+    description: Every run writes a new DR set, as a backup does.
+    support: none
+  platform:
+    platforms: posix
+  action_group:
+    membership: [runbook.stack.s3]
+options:
+  dest:
+    description: Local backup root the DR set is written under (created when missing).
+    type: path
+    required: true
+  name:
+    description: Name of the platform the DR set covers (its source name), for example V(shop).
+    type: str
+    default: platform
+  components:
+    description: The component sets.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      kind:
+        description: Kind of the set, for example V(postgresql), V(redis) or V(s3).
+        type: str
+        required: true
+      source:
+        description: Its source name (database, Redis instance, bucket).
+        type: str
+        required: true
+      backup_id:
+        description: Its backup id, or V(latest) for the newest valid set of that source.
+        type: str
+        required: true
+      root:
+        description: The backup root holding it, a local directory or C(s3://bucket/prefix).
+        type: str
+        required: true
+  verify_components:
+    description: Re-hash every file of every component set before recording it (reads every byte).
+    type: bool
+    default: false
+seealso:
+  - module: runbook.stack.dr_set_info
+  - module: runbook.stack.backup_upload
+"""
+
+EXAMPLES = r"""
+- name: One DR set for the nightly backups of the shop
+  runbook.stack.dr_set:
+    dest: /var/backups/runbook
+    name: shop
+    components:
+      - {kind: postgresql, source: shop, backup_id: "{{ pg.backup_id }}", root: /var/backups/runbook}
+      - {kind: redis, source: "cache1:6379", backup_id: "{{ cache.backup_id }}", root: /var/backups/runbook}
+      - {kind: s3, source: shop-receipts, backup_id: "{{ receipts.backup_id }}", root: s3://shop-backups/s3}
+    endpoint_url: https://minio.internal.example.com:9000
+    access_key: backup-writer
+    secret_key: "{{ vault_s3_secret_key }}"
+  register: dr
+"""
+
+RETURN = r"""
+backup_id:
+  description: Id of the DR set (its UTC start time); in check mode the id it would get.
+  type: str
+  returned: always
+  sample: 20261201T020000Z
+path:
+  description: Directory of the DR set; in check mode, where it would go.
+  type: str
+  returned: always
+  sample: /var/backups/runbook/dr/shop/20261201T020000Z
+recovery_point:
+  description: Start time (UTC) of the oldest component set.
+  type: str
+  returned: always
+  sample: "2026-12-01T02:00:00Z"
+components:
+  description: What was recorded of each component set.
+  type: list
+  elements: dict
+  returned: always
+  contains:
+    kind: {description: Kind., type: str, sample: postgresql}
+    source: {description: Source name., type: str, sample: shop}
+    backup_id: {description: Its backup id (resolved when V(latest) was given)., type: str, sample: 20261201T020001Z}
+    root: {description: Its backup root., type: str, sample: /var/backups/runbook}
+    location: {description: Its directory or S3 URL., type: str, sample: /var/backups/runbook/postgresql/shop/20261201T020001Z}
+    manifest_sha256: {description: SHA-256 of its manifest.json., type: str, sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
+    started: {description: When it started (UTC)., type: str, sample: "2026-12-01T02:00:01Z"}
+    finished: {description: When it finished (UTC)., type: str, sample: "2026-12-01T02:00:09Z"}
+    size_bytes: {description: Its total size., type: int, sample: 31080000}
+    file_count: {description: Files and objects in it., type: int, sample: 12}
+    facts: {description: Its kind-specific facts (row counts, key counts, object counts)., type: dict, sample: {}}
+manifest:
+  description: The manifest of the DR set; null in check mode.
+  type: dict
+  returned: always
+"""
+
+import json
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.runbook.stack.plugins.module_utils import _s3
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
+    DR_COMPONENTS_FILE,
+    DR_KIND,
+    BackupSetError,
+    LocalSetWriter,
+    check_component_ref,
+    check_dest_writable,
+    describe_component,
+    find_set,
+    format_backup_id,
+    open_storage,
+    recovery_point,
+    set_rel,
+    utcnow,
+)
+
+
+def resolve(refs: list[dict[str, str]], s3: Any, verify: bool) -> list[dict[str, Any]]:
+    out = []
+    for ref in refs:
+        where = f"{ref['kind']} set {ref['backup_id']} of {ref['source']!r} under {ref['root']}"
+        try:
+            found = find_set(open_storage(ref["root"], s3=s3), ref["kind"], ref["source"], ref["backup_id"])
+        except BackupSetError as exc:
+            raise BackupSetError(f"component {where}: {exc}") from None
+        if verify:
+            problems = found.verify()
+            if problems:
+                raise BackupSetError(f"component {where} is damaged: {'; '.join(problems)}")
+        out.append(describe_component(ref, found))
+    return out
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=_s3.s3_argument_spec()
+        | {
+            "dest": {"type": "path", "required": True},
+            "name": {"type": "str", "default": "platform"},
+            "components": {
+                "type": "list",
+                "elements": "dict",
+                "required": True,
+                "options": {
+                    "kind": {"type": "str", "required": True},
+                    "source": {"type": "str", "required": True},
+                    "backup_id": {"type": "str", "required": True},
+                    "root": {"type": "str", "required": True},
+                },
+            },
+            "verify_components": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not p["name"]:
+        module.fail_json(msg="name must not be empty")
+    if not p["components"]:
+        module.fail_json(msg="components must name at least one backup set")
+    try:
+        refs = [check_component_ref(i, ref) for i, ref in enumerate(p["components"])]
+        s3 = _s3.conn_info(p)  # only used for s3:// component roots
+        components = resolve(refs, s3, p["verify_components"])
+        point = recovery_point(components)
+        if module.check_mode:
+            check_dest_writable(p["dest"])
+            backup_id = format_backup_id(utcnow())
+            path = f"{p['dest'].rstrip('/')}/{set_rel(DR_KIND, p['name'], backup_id)}"
+            module.exit_json(
+                changed=True, backup_id=backup_id, path=path, recovery_point=point, components=components, manifest=None
+            )
+        writer = LocalSetWriter(p["dest"], DR_KIND, p["name"]).create()
+        try:
+            with open(f"{writer.path}/{DR_COMPONENTS_FILE}", "w", encoding="utf-8") as out:
+                json.dump(components, out, indent=2, sort_keys=True)
+            manifest = writer.seal(
+                tool={"name": "runbook.stack.dr_set"},
+                facts={"name": p["name"], "recovery_point": point, "components": components},
+            )
+        except BaseException:
+            writer.discard()
+            raise
+    except (BackupSetError, _s3.S3Error) as exc:
+        module.fail_json(msg=f"cannot make DR set {p['name']!r} under {p['dest']}: {exc}")
+    except OSError as exc:
+        module.fail_json(msg=f"cannot make DR set {p['name']!r} under {p['dest']}: {exc.strerror or exc}")
+    module.exit_json(
+        changed=True,
+        backup_id=writer.backup_id,
+        path=writer.path,
+        recovery_point=point,
+        components=components,
+        manifest=manifest,
+    )
+
+
+if __name__ == "__main__":
+    main()
