@@ -380,7 +380,8 @@ def serve() -> int:
 def seed() -> int:
     """The demo shop in all three stores: database shop (lab/demo/postgresql.sql, loaded only when
     the database is missing, as playbooks/dr_drill.yml loads it), bucket shop-receipts with a receipt
-    per order for the first orders, and their cache keys in Redis. Safe to run again."""
+    per order for the first orders, and their cache keys in Redis; the empty backup buckets
+    shop-backups and shop-offsite. Safe to run again."""
     cfg = Settings()
     admin = {**cfg.pg, "dbname": "postgres"}
     owner = setting("LAB_APP_DB_OWNER", "shop_owner")
@@ -424,10 +425,13 @@ def seed() -> int:
         with psycopg2.connect(**cfg.pg) as c, c.cursor() as cur:
             cur.execute(f'ALTER DATABASE "{cfg.db}" SET search_path = shop, public')
         c.close()
-    try:
-        cfg.s3.head_bucket(Bucket=cfg.bucket)
-    except ClientError:
-        cfg.s3.create_bucket(Bucket=cfg.bucket)
+    # the receipts, and the buckets the lab's backups write to (inventories/lab: backup_s3_buckets,
+    # backup_offsite_root)
+    for bucket in (cfg.bucket, *setting("LAB_BACKUP_BUCKETS", "shop-backups,shop-offsite").split(",")):
+        try:
+            cfg.s3.head_bucket(Bucket=bucket)
+        except ClientError:
+            cfg.s3.create_bucket(Bucket=bucket)
     with psycopg2.connect(**cfg.pg) as c, c.cursor() as cur:
         cur.execute(f"SELECT {ORDER_COLUMNS} FROM shop.orders ORDER BY id LIMIT %s", (SEED_ORDERS,))
         orders = [order_doc(r) for r in cur.fetchall()]
