@@ -16,6 +16,7 @@ labctl sets (the same values ``lab/labctl env`` prints); nothing here is for pro
 
     python app.py serve     the server (SIGTERM/SIGINT: drain, see below)
     python app.py seed      demo data in all three stores (idempotent)
+    python app.py fingerprint   one JSON digest of the demo data in all three stores
 
 Graceful drain: on SIGTERM the server stops accepting connections (the listening socket is
 closed), lets the requests in flight finish for up to LAB_APP_DRAIN_S seconds (default 20) and
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import hashlib
 import importlib
 import json
 import os
@@ -52,7 +54,7 @@ PROCESS_NAME = b"lab-app"  # what labctl expects in /proc/<pid>/comm
 SEED_ORDERS = 50  # the first orders get a cache key and a receipt
 # standard-library modules the clients import lazily on a request path; loaded before the app drops
 # privileges (see drop_privileges), when the interpreter's own files may no longer be readable
-PRELOAD_MODULES = ("base64", "email.utils", "hashlib", "hmac", "uuid", "xml.etree.ElementTree", "zlib")
+PRELOAD_MODULES = ("base64", "email.utils", "hmac", "uuid", "xml.etree.ElementTree", "zlib")
 
 
 def setting(name: str, default: str | None = None) -> str:
@@ -447,13 +449,50 @@ def seed() -> int:
     return 0
 
 
+def fingerprint() -> int:
+    """Print one JSON fingerprint of the demo data in all three stores: per table of schema shop its
+    row count and an md5 of its rows in key order; the Redis keys (but the maintenance key) with a
+    SHA-256 over their names, types, values (DUMP) and whether they expire; the objects of the
+    receipts bucket with a SHA-256 over their keys, sizes and ETags. Two equal fingerprints mean
+    equal data."""
+    cfg = Settings()
+    out: dict[str, Any] = {"postgresql": {}, "redis": {}, "s3": {}}
+    with psycopg2.connect(**cfg.pg) as conn, conn.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'shop' ORDER BY 1")
+        for (table,) in cur.fetchall():
+            cur.execute(
+                f"SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM shop.\"{table}\" t"
+            )
+            rows, digest = cur.fetchone()
+            out["postgresql"][table] = {"rows": rows, "md5": digest}
+    conn.close()
+    digest = hashlib.sha256()
+    raw = redis.Redis(host=setting("REDIS_HOST"), port=int(setting("REDIS_PORT")), password=setting("REDIS_PASSWORD"))
+    keys = sorted(k for k in raw.scan_iter(count=1000) if k != cfg.maintenance_key.encode())
+    for key in keys:
+        digest.update(key + b"\0" + raw.type(key) + b"\0" + (raw.dump(key) or b""))
+        digest.update(b"ttl" if raw.pttl(key) > 0 else b"none")
+    out["redis"] = {"keys": len(keys), "sha256": digest.hexdigest()}
+    digest = hashlib.sha256()
+    count = 0
+    for page in cfg.s3.get_paginator("list_objects_v2").paginate(Bucket=cfg.bucket):
+        for obj in page.get("Contents", []):
+            digest.update(f"{obj['Key']}\0{obj['Size']}\0{obj['ETag']}\n".encode())
+            count += 1
+    out["s3"] = {"bucket": cfg.bucket, "objects": count, "sha256": digest.hexdigest()}
+    print(json.dumps(out, sort_keys=True))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "serve"
     if command == "serve":
         return serve()
     if command == "seed":
         return seed()
-    sys.exit(f"usage: {argv[0]} [serve|seed]")
+    if command == "fingerprint":
+        return fingerprint()
+    sys.exit(f"usage: {argv[0]} [serve|seed|fingerprint]")
 
 
 if __name__ == "__main__":
