@@ -261,7 +261,7 @@ def noop_restore(lab: Lab, src: str, dst: str, rounds: int, want: int) -> dict[s
         for tool in order:
             if tool == "s3_restore":
                 elapsed, res = run_module("s3_restore", restore_args)
-                if res["changed"] or res["skipped"] != want or res["verified"] != want:
+                if res["changed"] or res["skipped_objects"] != want or res["verified"] != want:
                     raise RuntimeError(f"the no-op restore did something: {res}")
                 module_s.append(res["duration_s"])
             else:

@@ -1573,7 +1573,7 @@ def _outcome(backup_set: BackupSet, location: str, files: list[SetFile], skipped
         "files": len(files),
         "bytes": sum(f.size for f in files),
         "multipart_files": sum(1 for f in files if f.multipart),
-        "skipped": skipped,
+        "skipped_files": skipped,
         "found": found,
     }
 

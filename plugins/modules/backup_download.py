@@ -153,7 +153,7 @@ multipart_files:
   returned: always
   type: int
   sample: 3
-skipped:
+skipped_files:
   description: Files not downloaded because the identical set is already there.
   returned: always
   type: int

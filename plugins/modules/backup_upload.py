@@ -30,7 +30,7 @@ description:
     sizes, nothing is uploaded. If it holds a different manifest for that backup id, the module fails
     and overwrites nothing. If it holds objects but no manifest (an interrupted upload), the upload is
     done again; objects already there with the right size and ETag are not sent again
-    (RV(skipped)), and multipart uploads the interrupted run left open are aborted.
+    (RV(skipped_files)), and multipart uploads the interrupted run left open are aborted.
   - The format is described in C(docs/backup-format.md) of the collection.
 author:
   - runbook.stack maintainers (@runbook-stack)
@@ -188,7 +188,7 @@ multipart_files:
   returned: always
   type: int
   sample: 3
-skipped:
+skipped_files:
   description: Files already at the destination with the right size and ETag, not uploaded again.
   returned: always
   type: int

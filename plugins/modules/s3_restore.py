@@ -186,7 +186,7 @@ deleted:
   type: int
   returned: always
   sample: 3
-skipped:
+skipped_objects:
   description: Objects of the snapshot already identical in the target (not copied).
   type: int
   returned: success
@@ -350,7 +350,7 @@ def main() -> None:
             location=found.location,
             would_copy=len(plan.copy),
             would_delete=len(plan.delete),
-            skipped=plan.skipped,
+            skipped_objects=plan.skipped,
             bytes=plan.bytes,
             verified=0,
             sample=dict(

@@ -104,7 +104,7 @@ def test_upload_info_download_roundtrip_check_mode_and_idempotence(lab, module, 
 
     res = module("backup_upload", up_args, check_mode=True)
     assert res["_rc"] == 0 and res["changed"] is True, res
-    assert (res["files"], res["bytes"], res["skipped"], res["found"]) == (
+    assert (res["files"], res["bytes"], res["skipped_files"], res["found"]) == (
         4,
         sum(map(len, payload.values())),
         0,
@@ -132,7 +132,7 @@ def test_upload_info_download_roundtrip_check_mode_and_idempotence(lab, module, 
 
     again = module("backup_upload", up_args)
     assert again["_rc"] == 0 and again["changed"] is False, again
-    assert (again["files"], again["skipped"], again["found"]) == (0, 4, "identical")
+    assert (again["files"], again["skipped_files"], again["found"]) == (0, 4, "identical")
 
     down_args = conn(lab, src=dest, kind="postgresql", source="app", dest_root=str(dst_root)) | tuning(3)
     res = module("backup_download", down_args, check_mode=True)
@@ -208,7 +208,7 @@ def test_killed_upload_leaves_no_manifest_and_a_rerun_completes_it(lab, module, 
 
     res = module("backup_upload", args)
     assert res["_rc"] == 0 and res["changed"] is True and res["found"] == "incomplete", res
-    assert res["skipped"] >= 1 and res["files"] + res["skipped"] == 10
+    assert res["skipped_files"] >= 1 and res["files"] + res["skipped_files"] == 10
     info = module("backup_info", conn(lab, root=dest, verify=True))
     assert [(s["valid"], s["error"]) for s in info["sets"]] == [(True, None)]
     assert s3cli.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [], "stale multipart uploads aborted"

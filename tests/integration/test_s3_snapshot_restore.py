@@ -165,13 +165,15 @@ def test_round_trip_snapshot_damage_restore(lab, module, cli, buckets):
 
     restored = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, **SMALL_MP)))
     assert restored["changed"] is True and restored["backup_id"] == bid
-    assert restored["copied"] == 4 and restored["skipped"] == 2 and restored["verified"] == 6
+    assert restored["copied"] == 4 and restored["skipped_objects"] == 2 and restored["verified"] == 6
     after = state(cli, src)
     assert after.pop("extra/stray.txt")[0] == hashlib.sha256(b"stray").hexdigest()  # missing mode keeps extras
     assert after == original
 
     again = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, **SMALL_MP)))
-    assert again["changed"] is False and again["copied"] == 0 and again["skipped"] == 6 and again["verified"] == 6
+    assert (
+        again["changed"] is False and again["copied"] == 0 and again["skipped_objects"] == 6 and again["verified"] == 6
+    )
     assert listing(cli, bak) == before_bak  # a restore never writes into the backups
 
 
@@ -227,7 +229,7 @@ def test_snapshot_of_prefix_restored_to_another_bucket_and_prefix(lab, module, c
     assert state(cli, dst) == want
     # the same bucket with the default prefix: keys unchanged, already there
     same = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=src, backup_prefix="bk/s3")))
-    assert same["changed"] is False and same["skipped"] == len(WEIRD)
+    assert same["changed"] is False and same["skipped_objects"] == len(WEIRD)
 
 
 # --- damaged sets are refused before the target is touched ----------------------------------------
