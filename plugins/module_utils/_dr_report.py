@@ -416,7 +416,7 @@ NOTHING_LOST = "Nothing lost: no lost writes were recorded."
 
 def _md_table(head: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
     head = list(head)
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _column in head) + "|"]
     lines.extend("| " + " | ".join(row) + " |" for row in rows)
     return lines
 
@@ -430,7 +430,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     out += [line, ""]
     out += _md_table(
         ("Measure", "Measured", "Target", "Verdict"),
-        ((name, measured, target, f"**{word}**") for name, measured, target, word, _ in _summary_rows(report)),
+        ((name, measured, target, f"**{word}**") for name, measured, target, word, _css in _summary_rows(report)),
     )
     out.append("")
     out += [f"- {label}: {value}" for label, value in _times(report)]

@@ -37,7 +37,7 @@ attributes:
     description: Running the module twice with the same input reports no change the second time.
     support: full
     details:
-      - The report holds no time of its own, RV(report.generated_at) is O(generated_at), else O(healthy_at).
+      - The report holds no time of its own, C(report.generated_at) is O(generated_at), else O(healthy_at).
       - Only the content is compared; an existing file with the same content keeps its mode.
   platform:
     platforms: posix
@@ -318,7 +318,7 @@ report:
       type: dict
     overall:
       description:
-        - The verdict (C(passed)) and its parts - C(rto_met), C(rpo_met), C(verified) (same as RV(report.verifications_passed)),
+        - The verdict (C(passed)) and its parts - C(rto_met), C(rpo_met), C(verified) (same as C(report.verifications_passed)),
           C(failed_phases) (names) and C(reasons) (why the drill failed, one sentence each; empty when it passed).
       type: dict
       sample:
@@ -343,17 +343,17 @@ written:
   returned: always
   sample: [json, md, html]
 rto_s:
-  description: Measured RTO in seconds (RV(report.rto.seconds)).
+  description: Measured RTO in seconds (C(report.rto.seconds)).
   type: float
   returned: always
   sample: 2851.0
 rpo_s:
-  description: Measured RPO in seconds (RV(report.rpo.seconds)).
+  description: Measured RPO in seconds (C(report.rpo.seconds)).
   type: float
   returned: always
   sample: 470.0
 passed:
-  description: Whether the drill passed (RV(report.overall.passed)).
+  description: Whether the drill passed (C(report.overall.passed)).
   type: bool
   returned: always
   sample: true

@@ -19,7 +19,7 @@ description:
   - The recovery point of the DR set is the start time of its oldest component.
   - The DR set is a backup set like any other (C(components.json) plus C(manifest.json), written
     last), so M(runbook.stack.backup_info), M(runbook.stack.backup_prune),
-    M(runbook.stack.backup_upload) and M(runbook.stack.backup_download) handle it with O(kind=dr).
+    M(runbook.stack.backup_upload) and M(runbook.stack.backup_download) handle it with C(kind=dr).
     M(runbook.stack.dr_set_info) finds one and checks its components.
   - Component roots may be local directories or S3 backup roots C(s3://bucket/prefix); the S3
     connection options are only used for the latter.
@@ -121,7 +121,7 @@ components:
   contains:
     kind: {description: Kind., type: str, sample: postgresql}
     source: {description: Source name., type: str, sample: shop}
-    backup_id: {description: Its backup id (resolved when V(latest) was given)., type: str, sample: 20261201T020001Z}
+    backup_id: {description: "Its backup id (resolved when V(latest) was given).", type: str, sample: 20261201T020001Z}
     root: {description: Its backup root., type: str, sample: /var/backups/runbook}
     location: {description: Its directory or S3 URL., type: str, sample: /var/backups/runbook/postgresql/shop/20261201T020001Z}
     manifest_sha256: {description: SHA-256 of its manifest.json., type: str, sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
@@ -129,7 +129,7 @@ components:
     finished: {description: When it finished (UTC)., type: str, sample: "2026-12-01T02:00:09Z"}
     size_bytes: {description: Its total size., type: int, sample: 31080000}
     file_count: {description: Files and objects in it., type: int, sample: 12}
-    facts: {description: Its kind-specific facts (row counts, key counts, object counts)., type: dict, sample: {}}
+    facts: {description: "Its kind-specific facts (row counts, key counts, object counts).", type: dict, sample: {}}
 manifest:
   description: The manifest of the DR set; null in check mode.
   type: dict

@@ -356,18 +356,18 @@ def test_svg_has_one_bar_per_phase_proportional_to_time():
     assert svg.get("width") == "900"
     bars = [rect for rect in svg.iter(f"{SVG_NS}rect") if "bar" in rect.get("class", "").split()]
     assert len(bars) == len(report["phases"]) == 3
-    widths = [float(bar.get("width")) for bar in bars]
+    widths = [float(rect.get("width")) for rect in bars]
     durations = [phase["duration_s"] for phase in report["phases"]]
     assert widths[1] == pytest.approx(widths[0] * 10, rel=1e-3)  # 30 min vs 3 min
     assert widths[2] == pytest.approx(widths[0] * 5, rel=1e-3)  # 15 min vs 3 min
     scale = widths[0] / durations[0]
     # the axis starts at the declaration, 2 minutes before the first phase
-    xs = [float(bar.get("x")) for bar in bars]
+    xs = [float(rect.get("x")) for rect in bars]
     assert xs[1] - xs[0] == pytest.approx(180 * scale, abs=0.02)
     assert xs[0] - dr.PLOT_X == pytest.approx(120 * scale, abs=0.02)
     assert scale == pytest.approx(dr.PLOT_W / (50 * 60), rel=1e-3)  # declared 02:00 to healthy 02:50
-    assert [bar.get("fill") for bar in bars] == [dr.COLOURS["ok"], dr.COLOURS["ok"], dr.COLOURS["skipped"]]
-    assert [bar.find(f"{SVG_NS}title").text for bar in bars][1] == "restore PostgreSQL: 30m 00s (ok)"
+    assert [rect.get("fill") for rect in bars] == [dr.COLOURS["ok"], dr.COLOURS["ok"], dr.COLOURS["skipped"]]
+    assert [rect.find(f"{SVG_NS}title").text for rect in bars][1] == "restore PostgreSQL: 30m 00s (ok)"
     labels = [t.text for t in svg.iter(f"{SVG_NS}text")]
     assert "maintenance on" in labels and "30m 00s" in labels
 
