@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_playbook
 from steady_lab import LAB_COMPONENTS, run_on_steady_lab
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -123,3 +124,26 @@ def test_missing_bucket_is_an_error_of_the_s3_component(lab, tmp_path):
     assert s3["buckets"]["rb-no-such-bucket"]["exists"] is False
     assert "rb-no-such-bucket" in s3["error"]
     assert "s3 (error: " in run.out
+
+
+def test_running_component_whose_service_does_not_answer_is_an_error(lab, tmp_path):
+    """Each service check on its own: the probe says running (status command), the service is silent."""
+    port = free_port()
+    running = {"type": "command", "status": ["true"]}
+    comps = [
+        {"name": f"fake-{svc}", "tier": tier, "service": svc, "control": running, "endpoints": [{"port": port}]}
+        for svc, tier in (("postgresql", "database"), ("redis", "cache"), ("s3", "storage"), ("http", "app"))
+    ]
+    comps[-1]["health"] = {"url": f"http://127.0.0.1:{port}/health"}
+    extra = tmp_path / "silent.json"
+    extra.write_text(json.dumps({"health_check_components": comps, "s3_endpoint_url": f"http://127.0.0.1:{port}"}))
+    out = tmp_path / "health.json"
+    run = run_playbook("health.yml", "-e", f"@{extra}", "-e", f"health_check_report_path={out}")
+    assert run.rc != 0, run
+    report = report_of(out)
+    assert report["status"] == "unhealthy"
+    for comp in comps:
+        entry = report["components"][comp["name"]]
+        assert entry["status"] == "error", entry
+        assert "refused" in entry["error"] or "unreachable" in entry["error"], entry
+    assert "unhealthy: 4 component(s) not ok" in run.out
