@@ -12,9 +12,10 @@ import json
 import re
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
-from conftest import LABCTL, PlaybookRun, run_playbook
+from conftest import LABCTL, PlaybookRun, run_module, run_playbook
 
 LAB_COMPONENTS = ("s3", "postgresql", "redis", "app", "proxy")
 
@@ -65,3 +66,10 @@ def task_json(run: PlaybookRun, title: str) -> Any:
     start = run.out.index("=> {", pos) + 3
     doc, _end = json.JSONDecoder().raw_decode(run.out, start)
     return doc
+
+
+def fresh_backup(lab: dict[str, Any], root: Path, database: str = "shop") -> dict[str, Any]:
+    """A backup set of ``database`` made now under ``root`` (runbook.stack.postgresql_backup)."""
+    res = run_module("postgresql_backup", {**lab["pg"], "name": database, "dest": str(root)}, timeout=300)
+    assert res["_rc"] == 0 and not res.get("failed"), res
+    return res
