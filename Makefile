@@ -40,3 +40,4 @@ bench: lab-up
 	.venv/bin/python bench/run.py
 	.venv/bin/python bench/redis_bench.py
 	.venv/bin/python bench/s3.py
+	.venv/bin/python bench/drill.py

