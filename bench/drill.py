@@ -123,9 +123,10 @@ class Lab:
         }
 
 
-def module_side(lab: Lab) -> dict[str, Any]:
+def module_side(lab: Lab, dr_set: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    out = playbook("dr_restore.yml", "-e", "dr_restore_confirm=true")
+    local = ("-e", "backup_offsite_root=", "-e", f"dr_restore_backup_id={dr_set}")
+    out = playbook("dr_restore.yml", "-e", "dr_restore_confirm=true", *local)
     wall = time.perf_counter() - t0
     stats = out["global_custom_stats"]["runbook_dr_restore"]
     marks = stats["timeline"] + [{"name": "end", "started_at": stats["healthy_at"]}]
@@ -164,7 +165,7 @@ def one_round(lab: Lab, module_first: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"dr_set": backup["dr_set_id"]}
     for side in ("module", "raw") if module_first else ("raw", "module"):
         lab.disaster()
-        out[side] = module_side(lab) if side == "module" else raw_side(lab, sets)
+        out[side] = module_side(lab, backup["dr_set_id"]) if side == "module" else raw_side(lab, sets)
         if lab.fingerprint() != before:
             raise RuntimeError(f"{side}: the restored data differs from the data backed up")
         log(f"  {side}: {out[side]['seconds']:.2f} s")
