@@ -105,3 +105,23 @@ def test_damaged_component_stops_the_restore_before_anything_is_replaced(lab, dr
     assert "redis set" in run.out and "dump.rdb" in run.out, run
     assert fingerprint() == before
     assert all_up() and not FLAG.exists()
+
+
+def test_backup_check_mode_writes_no_set(lab, drill):
+    cli = lab_client(lab)
+
+    def state() -> tuple[int, int, int]:
+        local = len(list((ROOT / ".lab" / "backups").rglob("manifest.json")))
+        offsite = sum(
+            len(p.get("Contents", [])) for p in cli.get_paginator("list_objects_v2").paginate(Bucket="shop-offsite")
+        )
+        snapshots = sum(
+            len(p.get("Contents", [])) for p in cli.get_paginator("list_objects_v2").paginate(Bucket="shop-backups")
+        )
+        return local, offsite, snapshots
+
+    before = state()
+    run = run_playbook("backup.yml", "--check")
+    assert run.rc == 0, run
+    assert run.changed() >= 3, "check mode must predict the three backups"
+    assert state() == before
