@@ -324,7 +324,9 @@ class PlaybookRun:
         return self.recap[host]["changed"]
 
     def __repr__(self) -> str:
-        return self.out[-6000:]
+        # the failure lines first (they are what a reader needs), then the end of the output
+        failures = [line for line in self.out.splitlines() if line.startswith(("fatal:", "failed:", "[ERROR]"))]
+        return "\n".join([f"rc={self.rc}", *failures[:20], "...", self.out[-4000:]])
 
 
 def run_playbook(playbook: str, *args: str, inventory: str = "inventories/lab", timeout: float = 600) -> PlaybookRun:

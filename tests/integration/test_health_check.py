@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_playbook
-from steady_lab import LAB_COMPONENTS, run_on_steady_lab
+from steady_lab import LAB_COMPONENTS, lab_seed, run_on_steady_lab
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -20,6 +20,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def seeded(lab):
+    """The app's /health reads the shop database: it must exist (a fresh lab has none until seeded)."""
+    lab_seed()
 
 
 @pytest.fixture
