@@ -33,11 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.config
 from common import BENCH, ROOT, clean_env, lab_env, log, median
 from report import compose
 from s3 import TOOLS, ensure_tools
+from s3 import Lab as S3Lab
 
 TARGET = 1.5
 LABCTL = ROOT / "lab" / "labctl"
@@ -76,14 +75,8 @@ class Lab:
             "PGUSER": self.env["PGUSER"],
             "PGPASSWORD": self.env["PGPASSWORD"],
         }
-        self.s3 = boto3.client(
-            "s3",
-            endpoint_url=self.env["AWS_ENDPOINT_URL"],
-            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
-            region_name=self.env.get("AWS_DEFAULT_REGION", "us-east-1"),
-            config=botocore.config.Config(s3={"addressing_style": "path"}),
-        )
+        self.s3_lab = S3Lab(self.env)  # bench/s3.py's client and rclone remote for the same server
+        self.s3 = self.s3_lab.cli
         pg_bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
         self.createdb, self.pg_restore, self.psql = (str(pg_bin / n) for n in ("createdb", "pg_restore", "psql"))
 
@@ -110,17 +103,6 @@ class Lab:
         ]
         for i in range(0, len(keys), 1000):
             self.s3.delete_objects(Bucket="shop-receipts", Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]]})
-
-    def rclone_env(self) -> dict[str, str]:
-        return clean_env() | {
-            "RCLONE_CONFIG": "/dev/null",
-            "RCLONE_CONFIG_LAB_TYPE": "s3",
-            "RCLONE_CONFIG_LAB_PROVIDER": "SeaweedFS",
-            "RCLONE_CONFIG_LAB_ENDPOINT": self.env["AWS_ENDPOINT_URL"],
-            "RCLONE_CONFIG_LAB_ACCESS_KEY_ID": self.env["AWS_ACCESS_KEY_ID"],
-            "RCLONE_CONFIG_LAB_SECRET_ACCESS_KEY": self.env["AWS_SECRET_ACCESS_KEY"],
-            "RCLONE_CONFIG_LAB_FORCE_PATH_STYLE": "true",
-        }
 
 
 def module_side(lab: Lab, dr_set: str) -> dict[str, Any]:
@@ -152,7 +134,7 @@ def raw_side(lab: Lab, sets: dict[str, Any]) -> dict[str, Any]:
     steps["redis stop + cp RDB + start"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     src = f"lab:shop-backups/s3/shop-receipts/{sets['s3']}/objects"
-    sh([str(TOOLS / "bin" / "rclone"), "sync", src, "lab:shop-receipts"], lab.rclone_env())
+    sh([str(TOOLS / "bin" / "rclone"), "sync", src, "lab:shop-receipts"], lab.s3_lab.rclone_env())
     steps["rclone sync"] = time.perf_counter() - t0
     return {"seconds": round(sum(steps.values()), 3), "steps": {k: round(v, 3) for k, v in steps.items()}}
 
