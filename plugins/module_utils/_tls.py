@@ -129,10 +129,15 @@ def fingerprint(der: bytes) -> str:
     return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
-def serial_hex(cert: Any) -> str:
-    """The serial number as even-length upper-case hex (the form ``openssl x509 -serial`` prints)."""
-    text = format(cert.serial_number, "X")
+def hex_serial(number: int) -> str:
+    """A serial number as even-length upper-case hex (the form ``openssl x509 -serial`` prints)."""
+    text = format(int(number), "X")
     return text if len(text) % 2 == 0 else "0" + text
+
+
+def serial_hex(cert: Any) -> str:
+    """The certificate's serial number in the form of :func:`hex_serial`."""
+    return hex_serial(cert.serial_number)
 
 
 def not_before(cert: Any) -> _dt.datetime:

@@ -51,9 +51,11 @@ def pki() -> SimpleNamespace:
     root = make_cert("Renewal Test Root", root_key, ca=True, days=3650)
     inter = make_cert("Renewal Test Intermediate", inter_key, issuer=root, issuer_key=root_key, ca=True, days=1000)
 
-    def leaf(days: float = 90, dns: tuple[str, ...] = (HOST,), start_days: float = -1):
+    def leaf(days: float = 90, dns: tuple[str, ...] = (HOST,), start_days: float = -1, serial: int | None = None):
         key = make_key()
-        cert = make_cert(dns[0], key, issuer=inter, issuer_key=inter_key, dns=dns, days=days, start_days=start_days)
+        cert = make_cert(
+            dns[0], key, issuer=inter, issuer_key=inter_key, dns=dns, days=days, start_days=start_days, serial=serial
+        )
         return cert, key
 
     return SimpleNamespace(root=root, inter=inter, leaf=leaf)
@@ -62,11 +64,11 @@ def pki() -> SimpleNamespace:
 class Renewal:
     """A private nginx serving a certificate, the new pair waiting for it, and a playbook run."""
 
-    def __init__(self, base: Path, pki: SimpleNamespace, days: float) -> None:
+    def __init__(self, base: Path, pki: SimpleNamespace, days: float, serial: int | None = None) -> None:
         self.base = base
         self.pki = pki
         self.nginx = Nginx(base / "nginx")
-        self.old_cert, self.old_key = pki.leaf(days=days)
+        self.old_cert, self.old_key = pki.leaf(days=days, serial=serial)
         self.renew_dir = base / "renew"
         self.new_cert = self.new_key = None
         self.inventory = base / "inventory.yml"
@@ -150,8 +152,8 @@ def renewal(tmp_path, pki, monkeypatch):
     monkeypatch.setenv("ANSIBLE_SHOW_CUSTOM_STATS", "true")
     started: list[Renewal] = []
 
-    def make(days: float) -> Renewal:
-        setup = Renewal(tmp_path / f"r{len(started)}", pki, days)
+    def make(days: float, serial: int | None = None) -> Renewal:
+        setup = Renewal(tmp_path / f"r{len(started)}", pki, days, serial)
         started.append(setup)
         setup.start()
         return setup
@@ -332,13 +334,17 @@ def test_unreadable_installed_certificate_fails_before_anything_is_installed(ren
 
 
 def test_served_certificate_that_differs_from_disk_fails_verification(renewal, pki):
-    # not due, but the file on disk was replaced without a reload: the VERIFY play notices
-    r = renewal(days=300)
-    other, other_key = pki.leaf(days=200)
+    # not due, but the file on disk was replaced without a reload: the VERIFY play notices.
+    # Both serials have an odd number of hex digits, so the message must show openssl's leading zero.
+    r = renewal(days=300, serial=0x987B57EF7A209438162F1BE316D9189980B848F)
+    other, other_key = pki.leaf(days=200, serial=0x5188B953A977328D3E4423BD5C3F283121A9326)
     r.nginx.cert.write_bytes(pem(other))
     r.nginx.key.write_bytes(key_pem(other_key))
     r.put_new_pair(*pki.leaf(days=90))
     run = r.run()
     assert run.rc != 0, run
-    assert f"serves serial {serial_hex(r.old_cert)}, but {r.nginx.cert} holds {serial_hex(other)}" in run.out, run
+    assert (
+        f"serves serial 0987B57EF7A209438162F1BE316D9189980B848F, but {r.nginx.cert} holds 05188B953A977328D3E4423BD5C3F283121A9326"
+        in run.out
+    ), run
     assert served_serial(r.nginx.port) == r.old_cert.serial_number

@@ -46,8 +46,9 @@ def make_cert(
     start_days: float = -1,
     ca: bool = False,
     now: dt.datetime | None = None,
+    serial: int | None = None,
 ):
-    """A certificate for ``key``: self-signed without ``issuer``; SAN from ``dns``/``ips``."""
+    """A certificate for ``key``: self-signed without ``issuer``; SAN from ``dns``/``ips``; random serial by default."""
     import ipaddress
 
     now = now or dt.datetime.now(UTC)
@@ -57,7 +58,7 @@ def make_cert(
         .subject_name(subject)
         .issuer_name(issuer.subject if issuer is not None else subject)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial if serial is not None else x509.random_serial_number())
         .not_valid_before(now + dt.timedelta(days=start_days))
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
