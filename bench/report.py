@@ -77,14 +77,15 @@ def summary_rows(out: Path) -> list[tuple[str, float, float, str]]:
         )
     drill = _load(out / "results-drill.json")
     if drill:
-        rows.append(
-            (
-                "dr_restore.yml restore phases vs pg_restore + RDB copy and restart + rclone sync",
-                drill["summary"]["ratio"],
-                drill["target"],
-                drill["when"],
+        for size, entry in drill.get("sizes", {}).items():
+            rows.append(
+                (
+                    f"dr_restore.yml restore phases vs pg_restore + RDB copy and restart + rclone sync ({size} data)",
+                    entry["summary"]["ratio"],
+                    drill["target"],
+                    drill["when"],
+                )
             )
-        )
     return rows
 
 
