@@ -19,7 +19,8 @@ description:
     database-level ACL, comment, connection limit and C(ALTER DATABASE/ROLE ... SET) settings are
     re-applied; the row count of every table is compared with the manifest. Only then are new
     connections to the live database refused, its sessions terminated, the live database renamed to
-    C(<name>_pre_restore_<backup_id>) and the restored one renamed into place. Any failure before the
+    C(<name>_pre_restore_<backup_id>) (C(_2), C(_3)... appended when an earlier restore of the same set
+    keeps one already) and the restored one renamed into place. Any failure before the
     swap drops the temporary database and leaves the live database as it was; a failure during the swap
     renames the live database back.
   - With O(strategy=in_place) the live database is dropped and re-created before C(pg_restore) runs.
@@ -191,7 +192,7 @@ duration_s:
 
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -247,8 +248,18 @@ def temp_name(name: str, backup_id: str) -> str:
     return derived_name(name, f"_restore_{backup_id.lower()}")
 
 
-def previous_name(name: str, backup_id: str) -> str:
-    return derived_name(name, f"_pre_restore_{backup_id.lower()}")
+def previous_name(name: str, backup_id: str, taken: Callable[[str], bool] = lambda _name: False) -> str:
+    """``<name>_pre_restore_<id>``, or with ``_2``, ``_3``... when an earlier restore of the same set
+    already keeps a database under that name (it is never dropped or overwritten)."""
+    suffix = f"_pre_restore_{backup_id.lower()}"
+    first = derived_name(name, suffix)
+    if not taken(first):
+        return first
+    for n in range(2, 100):
+        candidate = derived_name(name, f"{suffix}_{n}")
+        if not taken(candidate):
+            return candidate
+    raise PostgresError(f"databases {first} and {first}_2 to {first}_99 all exist; drop the ones no longer needed")
 
 
 def resolve_set(params: dict[str, Any], source: str) -> BackupSet:
@@ -352,10 +363,17 @@ def swap_in(admin: Any, target: str, temp: str, previous: str, timeout: int, ste
     return True
 
 
-def plan(params: dict[str, Any], bset: BackupSet, name: str, verified: int, exists: bool) -> dict:
+def plan(
+    params: dict[str, Any],
+    bset: BackupSet,
+    name: str,
+    verified: int,
+    exists: bool,
+    taken: Callable[[str], bool] = lambda _name: False,
+) -> dict:
     strategy = params["strategy"]
     temp = temp_name(name, bset.backup_id)
-    prev = previous_name(name, bset.backup_id)
+    prev = previous_name(name, bset.backup_id, taken)
     if strategy == "swap":
         steps = [f"create database {temp}", f"pg_restore into {temp}", "apply database settings", "verify row counts"]
         if exists:
@@ -414,7 +432,7 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
             )
         exists = database_exists(admin, name)
         if check_mode:
-            result = plan(params, bset, name, verified, exists)
+            result = plan(params, bset, name, verified, exists, lambda candidate: database_exists(admin, candidate))
             target = result["temporary_database"] or name
             commands.append(shown_command(pg_restore_argv(pg_restore, jobs, target, bset)))
             return {"changed": True, "restore": result, "commands": commands}
@@ -445,12 +463,7 @@ def _dump_major(manifest: dict[str, Any]) -> int:
 
 def _swap_restore(info, admin, params, bset, name, exists, pg_restore, jobs, steps, commands) -> dict[str, Any]:
     temp = temp_name(name, bset.backup_id)
-    prev = previous_name(name, bset.backup_id)
-    if database_exists(admin, prev):
-        raise PostgresError(
-            f"database {prev!r} already exists (kept by an earlier restore of this set); "
-            "drop or rename it first, nothing was changed"
-        )
+    prev = previous_name(name, bset.backup_id, lambda candidate: database_exists(admin, candidate))
     if database_exists(admin, temp):
         # left behind by an interrupted restore of this same set: it was never swapped in, so it is ours
         with steps.step(f"drop leftover {temp}"):

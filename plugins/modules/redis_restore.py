@@ -113,8 +113,9 @@ notes:
     only when save points are configured), so that the kept C(.pre-restore-<backup_id>) file holds the
     last state of the server and a roll-back brings exactly that back. Writes that were never saved
     are lost with any stop.
-  - The kept previous files are never removed by this module. A restore of a set whose
-    C(.pre-restore-<backup_id>) files still exist is refused before anything is changed.
+  - The kept previous files are never removed or overwritten by this module. When an earlier restore
+    of the same set already keeps C(<file>.pre-restore-<backup_id>), this one keeps the current file as
+    C(<file>.pre-restore-<backup_id>.2) (then C(.3), ...); RV(previous_file) names the one written.
 seealso:
   - module: runbook.stack.redis_snapshot
   - module: runbook.stack.backup_info
@@ -226,7 +227,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -378,8 +379,16 @@ def start_server(params: dict[str, Any], info: ConnInfo, commands: list[str]) ->
 # ------------------------------------------------------------------------------------------------
 
 
-def pre_restore(path: str, backup_id: str) -> str:
-    return f"{path}.pre-restore-{backup_id}"
+def pre_restore(path: str, backup_id: str, taken: Callable[[str], bool] = os.path.lexists) -> str:
+    """``<path>.pre-restore-<backup_id>``, or with ``.2``, ``.3``... appended when an earlier restore of
+    the same set already keeps a file under that name (it is never overwritten)."""
+    base = f"{path}.pre-restore-{backup_id}"
+    if not taken(base):
+        return base
+    for n in range(2, 1000):
+        if not taken(f"{base}.{n}"):
+            return f"{base}.{n}"
+    raise RedisError(f"{base} and {base}.2 to {base}.999 all exist; remove the ones no longer needed")
 
 
 def install_file(src: str, dest: str, like: os.stat_result | None) -> None:
@@ -423,14 +432,6 @@ class FileSwap:
         self.previous_aof = pre_restore(self.aof_path, backup_id) if self.aof_path else None
         self.moved: list[tuple[str, str]] = []  # (original, kept-as)
         self.installed: list[str] = []
-
-    def check_free(self) -> None:
-        for kept in (self.previous_file, self.previous_aof):
-            if kept and os.path.lexists(kept):
-                raise RedisError(
-                    f"{kept} already exists (kept by an earlier restore of this set); move it away first, "
-                    "nothing was changed"
-                )
 
     def _move_aside(self, original: str, kept: str) -> bool:
         if not os.path.lexists(original):
@@ -520,7 +521,6 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, w
         finally:
             client.close()
     swap = FileSwap(paths, bset.backup_id)
-    swap.check_free()
     result: dict[str, Any] = {
         "changed": True,
         "backup_id": bset.backup_id,

@@ -267,6 +267,17 @@ def test_swap_keeps_previous_and_rolls_back_later_writes(lab, module, app_db, tm
     assert sql(lab, "SELECT count(*) FROM app.orders", dbname=prev)[0][0] == 2001
     assert sql(lab, "SELECT datallowconn FROM pg_database WHERE datname = %s", args=[prev])[0][0] is True
 
+    # the same set again (a second attempt): the first kept database stays, this one keeps <prev>_2
+    sql(lab, "INSERT INTO app.orders (customer_id, amount) VALUES (2, 1.00), (3, 2.00)", dbname=app_db)
+    plan = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]), check_mode=True)
+    assert plan["restore"]["previous_database"] == f"{prev}_2", plan
+    again = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]))
+    assert again.get("changed"), again
+    assert again["restore"]["previous_database"] == f"{prev}_2"
+    assert sql(lab, "SELECT count(*) FROM app.orders", dbname=prev)[0][0] == 2001
+    assert sql(lab, "SELECT count(*) FROM app.orders", dbname=f"{prev}_2")[0][0] == 2002
+    assert fingerprint(lab, app_db) == before
+
 
 def test_restore_keep_previous_false_drops_replaced_db(lab, module, app_db, tmp_backup_root):
     b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))

@@ -289,6 +289,18 @@ def test_round_trip_restores_every_key_type_and_ttl(module, redis_server, tmp_ba
     else:
         assert res["previous_aof"] is None
 
+    # a second restore of the same set keeps what the first one kept and sets the current data aside as .2
+    first_kept = Path(res["previous_file"]).read_bytes()
+    server.client(0).set("s:0", "changed again")
+    again = module("redis_restore", server.restore_args(backup_root=str(tmp_backup_root)))
+    assert again["_rc"] == 0, again
+    assert again["previous_file"] == res["previous_file"] + ".2"
+    assert Path(res["previous_file"]).read_bytes() == first_kept
+    assert Path(again["previous_file"]).read_bytes()[:5] == b"REDIS"
+    if aof:
+        assert again["previous_aof"] == res["previous_aof"] + ".2" and Path(again["previous_aof"]).is_dir()
+    assert_same_state(original, state(server))
+
 
 def test_lab_snapshot_with_password(lab, module, tmp_backup_root):
     client = redis.Redis(

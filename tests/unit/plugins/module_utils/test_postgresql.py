@@ -127,6 +127,13 @@ def test_derived_names_fit_postgresql_identifier_limit():
     name = postgresql_restore.temp_name(long, "20261122T020000Z")
     assert len(name.encode()) <= 63 and name.endswith("_restore_20261122t020000z")
     assert postgresql_restore.previous_name("app", "20261122T020000Z") == "app_pre_restore_20261122t020000z"
+    taken = {"app_pre_restore_20261122t020000z", "app_pre_restore_20261122t020000z_2"}
+    assert postgresql_restore.previous_name("app", "20261122T020000Z", taken.__contains__) == (
+        "app_pre_restore_20261122t020000z_3"
+    )
+    long = "x" * 70
+    kept = postgresql_restore.previous_name(long, "20261122T020000Z", lambda n: not n.endswith("_2"))
+    assert kept.endswith("_pre_restore_20261122t020000z_2") and len(kept.encode()) <= 63
 
 
 def test_compare_counts_names_every_difference():
