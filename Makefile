@@ -4,7 +4,7 @@ ROOT  := $(CURDIR)
 export PATH := $(ROOT)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 
-.PHONY: bootstrap lab-up lab-down lab-status drill test test-lint test-sanity test-unit test-integration bench
+.PHONY: bootstrap lab-up lab-down lab-status drill test test-lint test-sanity test-unit test-integration test-molecule bench
 
 bootstrap:
 	@scripts/bootstrap
@@ -35,6 +35,10 @@ test-unit: bootstrap
 
 test-integration: bootstrap
 	@scripts/run-tests integration
+
+# one Molecule scenario (make test-molecule SCENARIO=dr) or, without SCENARIO, every one
+test-molecule: bootstrap
+	@scripts/run-tests molecule $(SCENARIO)
 
 bench: lab-up
 	.venv/bin/python bench/run.py
