@@ -254,6 +254,21 @@ def open_storage(root: str, s3: Any = None) -> Storage:
 # --------------------------------------------------------------------------------------------
 
 
+def keep_name(name: Callable[[str], str], taken: Callable[[str], bool], sep: str, limit: int) -> tuple[str, str | None]:
+    """Where a restore keeps the data it replaces: ``name("")``, else ``name(sep + "2")``,
+    ``name(sep + "3")``... up to ``limit``, the first that ``taken`` says is free (an earlier restore
+    of the same set keeps its copy; it is never overwritten). Returns (the name, None), or (the first
+    name, the last one tried) when every one is taken."""
+    first = name("")
+    if not taken(first):
+        return first, None
+    for n in range(2, limit + 1):
+        candidate = name(f"{sep}{n}")
+        if not taken(candidate):
+            return candidate, None
+    return first, name(f"{sep}{limit}")
+
+
 def sha256_file(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as fh:

@@ -201,6 +201,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSetError,
     Steps,
     find_set,
+    keep_name,
     open_set_path,
     open_storage,
 )
@@ -252,14 +253,10 @@ def previous_name(name: str, backup_id: str, taken: Callable[[str], bool] = lamb
     """``<name>_pre_restore_<id>``, or with ``_2``, ``_3``... when an earlier restore of the same set
     already keeps a database under that name (it is never dropped or overwritten)."""
     suffix = f"_pre_restore_{backup_id.lower()}"
-    first = derived_name(name, suffix)
-    if not taken(first):
-        return first
-    for n in range(2, 100):
-        candidate = derived_name(name, f"{suffix}_{n}")
-        if not taken(candidate):
-            return candidate
-    raise PostgresError(f"databases {first} and {first}_2 to {first}_99 all exist; drop the ones no longer needed")
+    kept, last = keep_name(lambda more: derived_name(name, suffix + more), taken, "_", 99)
+    if last is not None:
+        raise PostgresError(f"databases {kept} to {last} all exist; drop the ones no longer needed")
+    return kept
 
 
 def resolve_set(params: dict[str, Any], source: str) -> BackupSet:

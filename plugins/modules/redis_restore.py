@@ -237,6 +237,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     Steps,
     find_set,
     fsync_dir,
+    keep_name,
     open_set_path,
     open_storage,
     remove_tree,
@@ -382,13 +383,10 @@ def start_server(params: dict[str, Any], info: ConnInfo, commands: list[str]) ->
 def pre_restore(path: str, backup_id: str, taken: Callable[[str], bool] = os.path.lexists) -> str:
     """``<path>.pre-restore-<backup_id>``, or with ``.2``, ``.3``... appended when an earlier restore of
     the same set already keeps a file under that name (it is never overwritten)."""
-    base = f"{path}.pre-restore-{backup_id}"
-    if not taken(base):
-        return base
-    for n in range(2, 1000):
-        if not taken(f"{base}.{n}"):
-            return f"{base}.{n}"
-    raise RedisError(f"{base} and {base}.2 to {base}.999 all exist; remove the ones no longer needed")
+    kept, last = keep_name(lambda more: f"{path}.pre-restore-{backup_id}{more}", taken, ".", 999)
+    if last is not None:
+        raise RedisError(f"{kept} to {last} all exist; remove the ones no longer needed")
+    return kept
 
 
 def install_file(src: str, dest: str, like: os.stat_result | None) -> None:

@@ -679,3 +679,15 @@ def test_seal_uses_known_digests_and_hashes_the_rest(tmp_path):
     manifest = writer.seal(known_sha256={"a.bin": told})
     digests = {f["path"]: f["sha256"] for f in manifest["files"]}
     assert digests == {"a.bin": told, "b.bin": hashlib.sha256(b"bbb").hexdigest()}
+
+
+def test_keep_name_takes_the_first_free_name_and_reports_when_none_is():
+    from ansible_collections.runbook.stack.plugins.module_utils._backup_set import keep_name
+
+    def name(more):
+        return f"dump.rdb.pre-restore-X{more}"
+
+    assert keep_name(name, lambda n: False, ".", 3) == ("dump.rdb.pre-restore-X", None)
+    taken = {"dump.rdb.pre-restore-X", "dump.rdb.pre-restore-X.2"}
+    assert keep_name(name, taken.__contains__, ".", 3) == ("dump.rdb.pre-restore-X.3", None)
+    assert keep_name(name, lambda n: True, ".", 3) == ("dump.rdb.pre-restore-X", "dump.rdb.pre-restore-X.3")
