@@ -814,7 +814,8 @@ def manifest_sha256(found: BackupSet) -> str:
 
 
 def check_component_ref(index: int, ref: Any) -> dict[str, str]:
-    """One component reference {kind, source, backup_id, root}, all non-empty strings."""
+    """One component reference {kind, source, backup_id, root}, all non-empty strings, and optionally
+    the host it was taken on (``host``: the inventory host that restores it; omitted when empty)."""
     if not isinstance(ref, dict):
         raise BackupSetError(f"components[{index}] must be a dict with {', '.join(_COMPONENT_KEYS)}")
     missing = [k for k in _COMPONENT_KEYS if not isinstance(ref.get(k), str) or not ref.get(k)]
@@ -825,7 +826,10 @@ def check_component_ref(index: int, ref: Any) -> dict[str, str]:
         raise BackupSetError(f"components[{index}]: a DR set cannot contain another DR set")
     if ref["backup_id"] != "latest":
         parse_backup_id(ref["backup_id"])
-    return {k: ref[k] for k in _COMPONENT_KEYS}
+    host = ref.get("host")
+    if host is not None and not isinstance(host, str):
+        raise BackupSetError(f"components[{index}]: host must be a string (an inventory host name)")
+    return {k: ref[k] for k in _COMPONENT_KEYS} | ({"host": host} if host else {})
 
 
 def describe_component(ref: dict[str, str], found: BackupSet) -> dict[str, Any]:

@@ -73,6 +73,13 @@ options:
         description: The backup root holding it, a local directory or C(s3://bucket/prefix).
         type: str
         required: true
+      host:
+        description:
+          - The inventory host it was taken on. M(runbook.stack.dr_restore) restores a PostgreSQL or
+            Redis set only on that host (or on the host whose C(dr_restore_source_host) names it), so
+            two database or cache hosts each get their own data back.
+          - Without it, every host that runs that kind restores the set.
+        type: str
   verify_components:
     description: Re-hash every file of every component set before recording it (reads every byte).
     type: bool
@@ -88,8 +95,8 @@ EXAMPLES = r"""
     dest: /var/backups/runbook
     name: shop
     components:
-      - {kind: postgresql, source: shop, backup_id: "{{ pg.backup_id }}", root: /var/backups/runbook}
-      - {kind: redis, source: "cache1:6379", backup_id: "{{ cache.backup_id }}", root: /var/backups/runbook}
+      - {kind: postgresql, source: shop, backup_id: "{{ pg.backup_id }}", root: /var/backups/runbook, host: db1}
+      - {kind: redis, source: "cache1:6379", backup_id: "{{ cache.backup_id }}", root: /var/backups/runbook, host: cache1}
       - {kind: s3, source: shop-receipts, backup_id: "{{ receipts.backup_id }}", root: s3://shop-backups/s3}
     endpoint_url: https://minio.internal.example.com:9000
     access_key: backup-writer
@@ -123,6 +130,7 @@ components:
     source: {description: Source name., type: str, sample: shop}
     backup_id: {description: "Its backup id (resolved when V(latest) was given).", type: str, sample: 20261201T020001Z}
     root: {description: Its backup root., type: str, sample: /var/backups/runbook}
+    host: {description: "The inventory host it was taken on, when given.", type: str, returned: when given, sample: db1}
     location: {description: Its directory or S3 URL., type: str, sample: /var/backups/runbook/postgresql/shop/20261201T020001Z}
     manifest_sha256: {description: SHA-256 of its manifest.json., type: str, sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
     started: {description: When it started (UTC)., type: str, sample: "2026-12-01T02:00:01Z"}
@@ -190,6 +198,7 @@ def main() -> None:
                     "source": {"type": "str", "required": True},
                     "backup_id": {"type": "str", "required": True},
                     "root": {"type": "str", "required": True},
+                    "host": {"type": "str"},
                 },
             },
             "verify_components": {"type": "bool", "default": False},

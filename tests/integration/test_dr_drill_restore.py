@@ -74,6 +74,20 @@ def test_restore_without_confirmation_refuses_and_changes_nothing(drill):
     assert all_up() and not FLAG.exists()
 
 
+def test_sets_of_another_host_are_not_restored_here(drill):
+    # the backup role records the host of each PostgreSQL and Redis set ("lab"): a host told that it
+    # replaces another host restores none of them, and says so before anything is replaced
+    before = fingerprint()
+    run = run_playbook("dr_restore.yml", "-e", "dr_restore_confirm=true", "-e", "dr_restore_source_host=db-old")
+    assert run.rc != 0, run
+    assert re.search(
+        r"lab runs postgresql and redis, but DR set \d{8}T\d{6}Z holds such\s+sets only for lab\.", run.out
+    ), run
+    assert "Nothing was changed" in run.out and "dr_restore_source_host=<that host>" in run.out, run
+    assert fingerprint() == before
+    assert all_up() and not FLAG.exists()
+
+
 def test_check_mode_changes_nothing(drill):
     before = fingerprint()
     run = run_playbook("dr_restore.yml", "--check", "-e", "dr_restore_confirm=true")

@@ -691,3 +691,13 @@ def test_keep_name_takes_the_first_free_name_and_reports_when_none_is():
     taken = {"dump.rdb.pre-restore-X", "dump.rdb.pre-restore-X.2"}
     assert keep_name(name, taken.__contains__, ".", 3) == ("dump.rdb.pre-restore-X.3", None)
     assert keep_name(name, lambda n: True, ".", 3) == ("dump.rdb.pre-restore-X", "dump.rdb.pre-restore-X.3")
+
+
+def test_component_ref_keeps_a_host_and_drops_an_empty_one():
+    ref = {"kind": "redis", "source": "127.0.0.1:6379", "backup_id": "20261201T020000Z", "root": "/b"}
+    assert bs.check_component_ref(0, {**ref, "host": "cache1"}) == {**ref, "host": "cache1"}
+    assert bs.check_component_ref(0, {**ref, "host": None}) == ref
+    assert bs.check_component_ref(0, {**ref, "host": ""}) == ref
+    assert bs.check_component_ref(0, {**ref, "extra": "x"}) == ref
+    with pytest.raises(bs.BackupSetError, match=r"components\[2\]: host must be a string"):
+        bs.check_component_ref(2, {**ref, "host": ["cache1"]})
