@@ -200,7 +200,9 @@ def test_killed_upload_leaves_no_manifest_and_a_rerun_completes_it(lab, module, 
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL, "the upload finished before it could be killed"
     keys = _keys(s3cli, bucket, prefix)
-    assert keys and prefix + MANIFEST not in keys and len(keys) < 10
+    # killed while its files were going up: usually some of the 10 are there, on a loaded machine
+    # all of them may be (the kill then came before the manifest, which is what matters here)
+    assert keys and prefix + MANIFEST not in keys and len(keys) <= 10, keys
 
     info = module("backup_info", conn(lab, root=dest))
     (entry,) = info["sets"]
