@@ -244,11 +244,12 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(shop):
     proc = start_private_app(shop, drain_s=10)
     results: list = []
     try:
-        worker = threading.Thread(target=slow_request, args=(2, results))
+        # a 4 s request, so that it is still in flight after the checks below even on a busy machine
+        worker = threading.Thread(target=slow_request, args=(4, results))
         worker.start()
         time.sleep(0.5)  # the request is in flight
         proc.send_signal(signal.SIGTERM)
-        assert refused_within(1.0), "new connections still accepted after SIGTERM"
+        assert refused_within(2.0), "new connections still accepted after SIGTERM"
         assert worker.is_alive(), "the in-flight request ended before the drain could be observed"
         worker.join(10)
         assert proc.wait(10) == 0
@@ -280,10 +281,10 @@ def test_health_counts_other_requests_in_flight(shop):
     results: list = []
     try:
         assert in_flight_becomes(0)[-1] == 0
-        worker = threading.Thread(target=slow_request, args=(2, results), daemon=True)
+        worker = threading.Thread(target=slow_request, args=(4, results), daemon=True)
         worker.start()
         time.sleep(0.5)
-        # the slow request runs until 2 s: within 1 s the count must settle on exactly that one
+        # the slow request runs until 4 s: within 1 s the count must settle on exactly that one
         seen = in_flight_becomes(1)
         assert seen[-1] == 1 and worker.is_alive(), seen
         worker.join(10)
