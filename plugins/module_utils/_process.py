@@ -6,7 +6,17 @@
   even by SIGKILL, so no orphaned pg_dump keeps writing into a set that was abandoned.
 - ``terminate_on_signals``: SIGTERM / SIGHUP / SIGINT raise SystemExit inside the block, so the
   module's cleanup (removing a partial backup set, dropping a temporary database) runs when Ansible
-  or an operator stops it.
+  or an operator stops it. It also watches the controller (``ControllerWatch``): when nobody can
+  read the module's result any more, the module stops the same way, within about a second.
+
+Why the watch: killing ansible-playbook with SIGKILL (what ansible-runner, hence AWX, does on cancel)
+signals neither its workers (each is a process group of its own) nor the modules they run, and over
+ssh a lost session sends no SIGHUP to a module without a pty. The module's stdout is a pipe to
+whoever reads its result (the local worker, sshd); two things mean that reader is gone:
+
+- the pipe has no reader any more: ``poll()`` reports POLLERR (POLLHUP for a socket);
+- the reader lost its parent (it was re-parented): the ansible-playbook process that started the
+  worker died, and the worker would only wait for a result that no one collects.
 """
 
 from __future__ import annotations
@@ -14,11 +24,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import os
+import select
 import signal
+import stat
 import sys
+import threading
 from collections.abc import Iterator
 
 _PR_SET_PDEATHSIG = 1
+WATCH_INTERVAL = 0.5  # seconds between two looks at the controller
 
 
 def die_with_parent() -> None:
@@ -36,16 +51,143 @@ class Interrupted(SystemExit):
     """Raised inside terminate_on_signals() when the process is asked to stop."""
 
 
+def watchable(fd: int) -> bool:
+    """True when ``fd`` is a pipe or a socket (a reader that can go away); not a tty or a file."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def reader_gone(fd: int) -> bool:
+    """True when nobody reads the pipe or socket ``fd`` any more (POLLERR / POLLHUP, no waiting)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLERR | select.POLLHUP)
+    return any(revents & (select.POLLERR | select.POLLHUP) for _fd, revents in poller.poll(0))
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of process ``pid`` from /proc, or None when it is gone (or there is no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 else None
+
+
+def _reads_pipe(pid: int, target: str) -> bool:
+    """True when process ``pid`` holds ``target`` (a /proc fd link, ``pipe:[inode]``) open for reading."""
+    fd_dir = f"/proc/{pid}/fd"
+    for name in os.listdir(fd_dir):
+        try:
+            if os.readlink(f"{fd_dir}/{name}") != target:
+                continue
+            with open(f"/proc/{pid}/fdinfo/{name}", encoding="ascii") as f:
+                flags = next((line.split()[1] for line in f if line.startswith("flags:")), "1")
+        except OSError:
+            continue
+        if (int(flags, 8) & os.O_ACCMODE) in (os.O_RDONLY, os.O_RDWR):
+            return True
+    return False
+
+
+def pipe_reader(fd: int, start: int, depth: int = 8) -> int | None:
+    """The nearest ancestor (``start``, its parent, ...) that holds the read end of pipe ``fd``.
+
+    Linux only; None when it cannot be told (no /proc, the reader's files are not readable by this
+    user, the reader is no ancestor, ``fd`` is not a pipe)."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    if not target.startswith("pipe:"):
+        return None
+    pid: int | None = start
+    for _level in range(depth):
+        if pid is None or pid <= 1:
+            return None
+        try:
+            if _reads_pipe(pid, target):
+                return pid
+        except OSError:  # another user's process (sshd), or it is gone
+            return None
+        pid = parent_pid(pid)
+    return None
+
+
+class ControllerWatch:
+    """A daemon thread that looks at the reader of ``fd`` every ``interval`` seconds and, once it is
+    gone (see the module docstring), records why in ``reason`` and sends SIGTERM to the main thread."""
+
+    def __init__(self, fd: int = 1, interval: float = WATCH_INTERVAL) -> None:
+        self.fd = fd
+        self.interval = interval
+        self.reason = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reader: int | None = None
+        self._reader_parent: int | None = None
+
+    def check(self) -> str:
+        """Why the controller is gone, or "" while it is there."""
+        if reader_gone(self.fd):
+            return "the controller went away (nobody reads the module's output any more)"
+        if self._reader is not None and parent_pid(self._reader) != self._reader_parent:
+            return f"the controller went away (process {self._reader_parent}, which started the reader of the module's output, ended)"
+        return ""
+
+    def start(self) -> ControllerWatch:
+        if not watchable(self.fd):
+            return self
+        self._reader = pipe_reader(self.fd, os.getppid())
+        self._reader_parent = parent_pid(self._reader) if self._reader is not None else None
+        if self._reader_parent is None:
+            self._reader = None
+        main = threading.main_thread().ident
+        self._thread = threading.Thread(target=self._run, args=(main,), name="controller-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self, main: int | None) -> None:
+        while not self._stop.wait(self.interval):
+            reason = self.check()
+            if reason:
+                self.reason = reason
+                if main is not None:
+                    signal.pthread_kill(main, signal.SIGTERM)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+
 @contextlib.contextmanager
-def terminate_on_signals() -> Iterator[None]:
+def terminate_on_signals(watch_controller: bool = True, interval: float = WATCH_INTERVAL) -> Iterator[None]:
+    """SIGTERM / SIGHUP / SIGINT raise ``Interrupted`` inside the block (main thread only).
+
+    With ``watch_controller`` a ``ControllerWatch`` on stdout turns the loss of the controller into
+    the same SIGTERM, so the block stops within about ``interval`` seconds after it."""
+    watch = ControllerWatch(1, interval)
+
     def _raise(signum: int, _frame: object) -> None:
+        if watch.reason:
+            raise Interrupted(f"interrupted: {watch.reason}")
         raise Interrupted(f"interrupted by signal {signal.Signals(signum).name}")
 
     previous = {}
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         previous[sig] = signal.signal(sig, _raise)
+    if watch_controller:
+        watch.start()
     try:
         yield
     finally:
+        watch.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

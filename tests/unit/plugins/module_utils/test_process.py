@@ -1,0 +1,202 @@
+"""The controller watch of _process: a pipe whose reader left, a reader that lost its parent.
+
+Real pipes, sockets and processes (no mocks): the children are small Python programs that run
+``terminate_on_signals()`` the way a module does and write what stopped them into a file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.runbook.stack.plugins.module_utils._process import (
+    ControllerWatch,
+    parent_pid,
+    pipe_reader,
+    reader_gone,
+    terminate_on_signals,
+    watchable,
+)
+
+COLLECTIONS = Path(__file__).resolve().parents[4] / ".cache" / "collections"
+ENV = {**os.environ, "PYTHONPATH": str(COLLECTIONS)}
+
+# A "module": inside terminate_on_signals() it waits a minute, unless it is interrupted; it writes
+# what happened into the file named by argv[1].
+MODULE = """
+import os, sys, time
+from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, terminate_on_signals
+out = sys.argv[1]
+try:
+    with terminate_on_signals(interval=0.1):
+        open(out + ".started", "w").write(str(os.getpid()))
+        time.sleep(60)
+    open(out, "w").write("finished")
+except Interrupted as exc:
+    open(out, "w").write(str(exc))
+"""
+
+# The reader of the module's output (an Ansible worker): runs MODULE with stdout on a pipe and waits.
+READER = """
+import subprocess, sys
+subprocess.run([sys.executable, "-c", sys.argv[1], sys.argv[2]], stdout=subprocess.PIPE, check=False)
+"""
+
+# What starts the reader (ansible-playbook): starts it and waits; the test kills it with SIGKILL.
+LAUNCHER = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2], sys.argv[3]], stdout=subprocess.DEVNULL)
+time.sleep(120)
+"""
+
+
+def wait_started(out: Path) -> int:
+    """The pid of the MODULE writing ``out``, once it is inside its terminate_on_signals() block."""
+    pid = wait_for(Path(f"{out}.started"), 15)
+    assert pid, "the module did not start"
+    return int(pid)
+
+
+def kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def wait_for(path: Path, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size:
+            return path.read_text()
+        time.sleep(0.05)
+    return ""
+
+
+def test_reader_gone_on_a_pipe():
+    r, w = os.pipe()
+    try:
+        assert watchable(w)
+        assert not reader_gone(w)
+        os.close(r)
+        assert reader_gone(w)
+    finally:
+        os.close(w)
+
+
+def test_reader_gone_on_a_socket():
+    a, b = socket.socketpair()
+    try:
+        assert watchable(a.fileno())
+        assert not reader_gone(a.fileno())
+        b.close()
+        assert reader_gone(a.fileno())
+    finally:
+        a.close()
+
+
+def test_files_are_not_watched(tmp_path):
+    with open(tmp_path / "f", "w") as f:
+        assert not watchable(f.fileno())
+
+
+def test_parent_pid():
+    assert parent_pid(os.getpid()) == os.getppid()
+    child = subprocess.Popen(["sleep", "0"])
+    child.wait()
+    assert parent_pid(child.pid) is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_pipe_reader_is_the_ancestor_holding_the_read_end():
+    code = (
+        "import os\n"
+        "from ansible_collections.runbook.stack.plugins.module_utils._process import pipe_reader\n"
+        "print(pipe_reader(1, os.getppid()))\n"
+    )
+    # directly, and through two shells that hold the write end (as Ansible's /bin/sh -c does)
+    direct = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, check=True)
+    assert direct.stdout.strip() == str(os.getpid())
+    r, w = os.pipe()
+    try:
+        assert pipe_reader(w, os.getpid()) == os.getpid()
+        os.close(r)
+        r = -1
+        assert pipe_reader(w, os.getpid()) is None, "no ancestor reads it"
+    finally:
+        os.close(w)
+        if r >= 0:
+            os.close(r)
+    inner = f"{sys.executable} -c '{code}'"
+    shells = subprocess.run(
+        ["/bin/sh", "-c", f'/bin/sh -c "{inner}" && true'], env=ENV, capture_output=True, text=True, check=True
+    )
+    assert shells.stdout.strip() == str(os.getpid())
+
+
+def test_watch_stops_cleanly_and_sees_the_reader_leave():
+    r, w = os.pipe()
+    try:
+        watch = ControllerWatch(w, interval=0.05).start()
+        assert watch._thread is not None and watch._thread.is_alive()
+        watch.stop()
+        assert not watch._thread.is_alive()
+        assert watch.check() == ""
+        os.close(r)
+        r = -1
+        assert "controller went away" in watch.check()
+        assert watch.reason == "", "a stopped watch signals nothing"
+    finally:
+        os.close(w)
+        if r >= 0:
+            os.close(r)
+
+
+def test_handlers_are_restored_after_the_block():
+    before = signal.getsignal(signal.SIGTERM)
+    with terminate_on_signals():
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_module_stops_when_the_reader_of_its_output_leaves(tmp_path):
+    out = tmp_path / "result"
+    proc = subprocess.Popen([sys.executable, "-c", MODULE, str(out)], env=ENV, stdout=subprocess.PIPE)
+    try:
+        wait_started(out)
+        time.sleep(0.3)
+        assert not out.exists(), "the module stopped while its controller was there"
+        proc.stdout.close()  # the controller is gone: nobody reads the module's result
+        message = wait_for(out, 5)
+        assert "interrupted: the controller went away (nobody reads" in message
+        assert proc.wait(timeout=5) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_module_stops_when_its_reader_is_orphaned(tmp_path):
+    out = tmp_path / "result"
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, READER, MODULE, str(out)], env=ENV, stdout=subprocess.DEVNULL
+    )
+    module_pid = 0
+    try:
+        module_pid = wait_started(out)
+        time.sleep(0.3)
+        assert not out.exists(), "the module stopped while its controller was there"
+        launcher.send_signal(signal.SIGKILL)  # ansible-playbook killed: the reader (worker) lives on
+        launcher.wait()
+        message = wait_for(out, 5)
+        assert "interrupted: the controller went away (process" in message
+    finally:
+        launcher.kill()
+        launcher.wait()
+        if module_pid:
+            kill_quietly(module_pid)
