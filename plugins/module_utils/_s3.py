@@ -48,6 +48,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     fsync_tree,
     hash_files,
     iso,
+    keep_name,
     remove_tree,
     secure_tree,
     set_rel,
@@ -613,6 +614,8 @@ class RestorePlan:
     copy: list[tuple[dict[str, Any], str]] = field(default_factory=list)  # (manifest entry, target key)
     delete: list[str] = field(default_factory=list)
     skipped: int = 0
+    # target objects the restore replaces with other content or deletes: (key, size, ETag), by key
+    replaced: list[tuple[str, int, str]] = field(default_factory=list)
 
     @property
     def bytes(self) -> int:
@@ -634,7 +637,10 @@ def plan_restore(
     - ``missing``: copy the keys that are absent or hold other content (see :func:`same_content`);
     - ``overwrite``: copy every key;
     - ``mirror``: like ``missing``, and delete the target keys under ``to_prefix`` that the snapshot
-      does not have.
+      does not have, except those in a kept area (:func:`is_kept_key`).
+
+    ``replaced`` lists the target objects whose content the copies change (an equal object that
+    ``overwrite`` copies again is not replaced) and the deleted ones: what a restore keeps.
     """
     if mode not in RESTORE_MODES:
         raise S3Error(f"unknown mode {mode!r}: expected one of {', '.join(RESTORE_MODES)}")
@@ -645,13 +651,66 @@ def plan_restore(
         wanted.add(key)
         have = target.get(key)
         known = (entry.get("etag"), entry.get("backup_etag"))
-        if mode != "overwrite" and have is not None and same_content(have[0], have[1], entry["size"], known):
+        same = have is not None and same_content(have[0], have[1], entry["size"], known)
+        if have is not None and not same:
+            plan.replaced.append((key, int(have[0]), plain_etag(have[1])))
+        if mode != "overwrite" and same:
             plan.skipped += 1
             continue
         plan.copy.append((entry, key))
     if mode == "mirror":
-        plan.delete = sorted(k for k in target if k not in wanted)
+        plan.delete = sorted(k for k in target if k not in wanted and not is_kept_key(k, to_prefix))
+        plan.replaced.extend((k, int(target[k][0]), plain_etag(target[k][1])) for k in plan.delete)
+    plan.replaced.sort()
     return plan
+
+
+# Objects a restore replaces or deletes are kept in their bucket under pre-restore-<backup_id>/ (then
+# pre-restore-<backup_id>.2/, .3/, ... when an earlier restore of the same set kept some already),
+# each at its own key: s3://<bucket>/pre-restore-<id>/<key>. Snapshots, restores and retention of
+# the live data leave these areas alone.
+KEEP_PREFIX = "pre-restore-"
+KEEP_LIMIT = 99
+_KEPT_RE = re.compile(r"^pre-restore-[0-9]{8}T[0-9]{6}Z(\.[0-9]+)?/")
+
+
+def keep_prefix_name(backup_id: str, suffix: str = "") -> str:
+    """``pre-restore-<backup_id><suffix>/``: where a restore of ``backup_id`` keeps what it replaces."""
+    return f"{KEEP_PREFIX}{backup_id}{suffix}/"
+
+
+def is_kept_key(key: str, selected_prefix: str = "") -> bool:
+    """Whether ``key`` lies in an area where s3_restore kept replaced objects (``pre-restore-<id>[.N]/``
+    at the bucket root) that a selection by ``selected_prefix`` must leave alone: snapshots, restores
+    and retention of the live data never include them; a selection whose prefix starts with
+    ``pre-restore-`` (the operator names the kept area itself) does."""
+    return not selected_prefix.startswith(KEEP_PREFIX) and bool(_KEPT_RE.match(key))
+
+
+def restore_diff(plan: RestorePlan, bucket: str, keep_prefix: str | None, backup_id: str, limit: int) -> dict[str, str]:
+    """Ansible's before/after diff of a restore: the objects it changes, at most ``limit`` keys (by key)."""
+    replaced = {key: size for key, size, _etag in plan.replaced}
+    copied = {key: int(entry["size"]) for entry, key in plan.copy}
+    keys = sorted(set(replaced) | set(copied))
+    before: list[str] = []
+    after: list[str] = []
+    for key in keys[:limit]:
+        if key in replaced:
+            before.append(f"{key} ({replaced[key]} bytes)")
+        if key in copied:
+            after.append(f"{key} ({copied[key]} bytes, from the snapshot)")
+        if key in replaced and keep_prefix:
+            after.append(f"{keep_prefix}{key} ({replaced[key]} bytes, kept)")
+    if len(keys) > limit:
+        more = f"... and {len(keys) - limit} more objects"
+        before.append(more)
+        after.append(more)
+    return {
+        "before_header": f"s3://{bucket}",
+        "after_header": f"s3://{bucket} (backup {backup_id})",
+        "before": "".join(f"{line}\n" for line in before),
+        "after": "".join(f"{line}\n" for line in after),
+    }
 
 
 def verify_restore(
@@ -716,6 +775,26 @@ def list_objects(cli: Any, info: S3Conn, bucket: str, prefix: str) -> list[dict[
     except Exception as exc:  # pylint: disable=broad-except  # translated
         raise translate(exc, info, f"list objects under prefix {prefix!r}", bucket=bucket) from None
     return out
+
+
+def free_keep_prefix(cli: Any, info: S3Conn, bucket: str, backup_id: str) -> str:
+    """The first of ``pre-restore-<id>/``, ``pre-restore-<id>.2/``, ... that holds no object in
+    ``bucket``: what an earlier restore of the same set kept is never overwritten."""
+
+    def taken(prefix: str) -> bool:
+        try:
+            resp = cli.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        except Exception as exc:  # pylint: disable=broad-except  # translated
+            raise translate(exc, info, f"list prefix {prefix!r}", bucket=bucket) from None
+        return bool(resp.get("KeyCount") or resp.get("Contents"))
+
+    name, last = keep_name(lambda suffix: keep_prefix_name(backup_id, suffix), taken, ".", KEEP_LIMIT)
+    if last is not None:
+        raise S3Error(
+            f"prefixes {name} to {last} of bucket {bucket!r} all hold objects kept by earlier restores of this "
+            "set: remove the ones no longer needed, so that what this restore replaces can be kept"
+        )
+    return name
 
 
 def delete_objects(cli: Any, info: S3Conn, bucket: str, keys: list[str]) -> int:

@@ -25,6 +25,18 @@ description:
     (like C(aws s3 sync --size-only)). Use O(mode=overwrite) to copy regardless."
   - Content type and user metadata are not compared (a listing does not show them); they are copied with
     every object that is copied.
+  - "Nothing is lost: before anything changes, every object of O(bucket) that the restore would replace
+    with other content or delete (O(mode=mirror)) is copied server-side, with its content type and
+    metadata, to C(pre-restore-<backup_id>/<its key>) in the same bucket, and the copies are checked (size
+    and ETag). The kept prefix is always at the bucket root, whatever O(prefix) is. When an earlier restore
+    of the same set kept objects already, C(pre-restore-<backup_id>.2/) (then C(.3/), ...) is used instead,
+    so the newest suffix holds the state just before the latest run. To roll back, copy the kept objects
+    back to their keys (for example C(aws s3 cp --recursive s3://<bucket>/pre-restore-<id>/ s3://<bucket>/))
+    and delete the objects the restore added. O(keep_previous=false) turns this off."
+  - "Kept areas (keys matching C(pre-restore-<YYYYMMDDTHHMMSSZ>[.N]/) at the bucket root) are not live data:
+    this module never deletes or keeps them again in O(mode=mirror), and M(runbook.stack.s3_snapshot) and
+    M(runbook.stack.s3_retention) leave them out unless their O(prefix) itself starts with C(pre-restore-).
+    Remove a kept area with M(runbook.stack.s3_retention) and that prefix once it is no longer needed."
 extends_documentation_fragment:
   - runbook.stack.s3
   - ansible.builtin.action_common_attributes
@@ -32,10 +44,13 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Validates the set, lists the target and returns RV(would_copy), RV(would_delete) and a sample of
-      the keys; copies and deletes nothing.
+    details: Validates the set, lists the target and returns RV(would_copy), RV(would_delete),
+      RV(would_keep), the RV(keep_prefix) a real run would use and a sample of the keys; copies, keeps and
+      deletes nothing.
   diff_mode:
-    support: none
+    support: partial
+    details: The diff lists the objects that change (at most O(sample_size) keys, by key), each with its size
+      before and after, and the kept copies.
   idempotent:
     description: Running the module twice against an unchanged system reports no change.
     support: full
@@ -85,7 +100,7 @@ options:
         ETag rule above) and leaves all other objects alone.
       - V(overwrite) copies every object of the snapshot.
       - V(mirror) copies like V(missing) and also deletes the objects under O(prefix) in O(bucket) that the
-        snapshot does not have. Requires O(allow_delete=true).
+        snapshot does not have (kept first, see O(keep_previous)). Requires O(allow_delete=true).
     type: str
     default: missing
     choices: [missing, overwrite, mirror]
@@ -95,6 +110,14 @@ options:
         does anything.
     type: bool
     default: false
+  keep_previous:
+    description:
+      - Keep every object the restore replaces with other content or deletes under
+        C(pre-restore-<backup_id>/) (or C(.2/), C(.3/), ... when taken) in O(bucket), copied and checked
+        before anything changes (V(true)); or replace and delete without a copy (V(false)).
+      - The kept copies take the space of the objects they keep until they are removed.
+    type: bool
+    default: true
   concurrency:
     description:
       - Copy requests in flight at once, from 1 to 256.
@@ -142,6 +165,11 @@ EXAMPLES = r"""
   check_mode: true
   register: plan
 
+- name: Say where the objects written since the snapshot will be kept
+  ansible.builtin.debug:
+    msg: "{{ plan.would_keep }} objects would be kept under {{ plan.kept_location }}"
+  when: plan.would_keep > 0
+
 - name: Restore one tenant's snapshot under another prefix of a scratch bucket
   runbook.stack.s3_restore:
     backup_bucket: backups
@@ -186,6 +214,28 @@ deleted:
   type: int
   returned: always
   sample: 3
+would_keep:
+  description: Objects of the target selected for keeping (replaced with other content or deleted); 0 with
+    O(keep_previous=false).
+  type: int
+  returned: success
+  sample: 4
+kept:
+  description: Objects copied to RV(keep_prefix) and checked; 0 in check mode.
+  type: int
+  returned: always
+  sample: 4
+keep_prefix:
+  description: Prefix at the root of O(bucket) under which the replaced and deleted objects are (or in check
+    mode would be) kept, each at C(<keep_prefix><its key>); null when nothing is kept.
+  type: str
+  returned: always
+  sample: pre-restore-20261122T020000Z/
+kept_location:
+  description: URL of RV(keep_prefix); null when nothing is kept.
+  type: str
+  returned: always
+  sample: s3://app-uploads/pre-restore-20261122T020000Z/
 skipped_objects:
   description: Objects of the snapshot already identical in the target (not copied).
   type: int
@@ -215,7 +265,12 @@ sample:
       description: Keys deleted (or to be deleted in check mode).
       type: list
       elements: str
-  sample: {"to_copy": ["img/1.png"], "to_delete": ["tmp/stray.txt"]}
+    to_keep:
+      description: Keys kept under RV(keep_prefix) (or to be kept in check mode), as they were before the
+        restore.
+      type: list
+      elements: str
+  sample: {"to_copy": ["img/1.png"], "to_delete": ["tmp/stray.txt"], "to_keep": ["img/1.png", "tmp/stray.txt"]}
 duration_s:
   description: Seconds the module spent.
   type: float
@@ -250,8 +305,10 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     client,
     conn_info,
     delete_objects,
+    free_keep_prefix,
     list_objects,
     plan_restore,
+    restore_diff,
     s3_argument_spec,
     sample,
     split_backup_prefix,
@@ -307,6 +364,7 @@ def main() -> None:
         prefix=dict(type="str"),
         mode=dict(type="str", default="missing", choices=list(RESTORE_MODES)),
         allow_delete=dict(type="bool", default=False),
+        keep_previous=dict(type="bool", default=True),
         concurrency=dict(type="int", default=32),
         multipart_threshold=dict(type="int", default=DEFAULT_MULTIPART_THRESHOLD),
         part_size=dict(type="int", default=DEFAULT_PART_SIZE),
@@ -320,7 +378,8 @@ def main() -> None:
     t0 = time.monotonic()
     source = p["source_bucket"] or p["bucket"]
     what = f"backup {p['backup_id']} of bucket {source!r}"
-    done = dict(copied=0, deleted=0)
+    done = dict(copied=0, deleted=0, kept=0)
+    keeping: dict[str, Any] = dict(keep_prefix=None, kept_location=None)
     result: dict[str, Any] = {}
     try:
         check_options(p)
@@ -342,22 +401,30 @@ def main() -> None:
         check_no_overlap(p["bucket"], to_prefix, p["backup_bucket"], p["backup_prefix"])
         set_key_prefix = f"{storage.key(found.rel)}/"
 
-        # 2. the target and the plan
+        # 2. the target, the plan and where what it replaces is kept
         target = target_listing(cli, info, p["bucket"], to_prefix)
         plan = plan_restore(entries, target, p["mode"], from_prefix, to_prefix)
+        to_keep = plan.replaced if p["keep_previous"] else []
+        if to_keep:
+            keep_prefix = free_keep_prefix(cli, info, p["bucket"], found.backup_id)
+            keeping = dict(keep_prefix=keep_prefix, kept_location=f"s3://{p['bucket']}/{keep_prefix}")
         result = dict(
             backup_id=found.backup_id,
             location=found.location,
             would_copy=len(plan.copy),
             would_delete=len(plan.delete),
+            would_keep=len(to_keep),
             skipped_objects=plan.skipped,
             bytes=plan.bytes,
             verified=0,
             sample=dict(
                 to_copy=sample((key for _entry, key in plan.copy), p["sample_size"]),
                 to_delete=sample(plan.delete, p["sample_size"]),
+                to_keep=sample((key for key, _size, _etag in to_keep), p["sample_size"]),
             ),
         )
+        if module._diff:
+            result["diff"] = restore_diff(plan, p["bucket"], keeping["keep_prefix"], found.backup_id, p["sample_size"])
         if not plan.copy and not plan.delete:
             # nothing to change: the listing just taken is the verification
             problems = verify_restore(entries, target, from_prefix, to_prefix)
@@ -365,7 +432,27 @@ def main() -> None:
                 raise S3Error(f"the target does not match the snapshot: {shown(problems)}")
             result["verified"] = len(entries)
         elif not module.check_mode:
-            # 3. copies (server-side, from the backup objects, only if they still have the recorded ETag)
+            copier = Copier(info, cli, p["concurrency"], p["multipart_threshold"], p["part_size"])
+            # 3. keep what is replaced or deleted, checked, before anything changes (only if unchanged
+            # since the listing: the copy carries the listed ETag as a condition)
+            if to_keep:
+                keep_prefix = keeping["keep_prefix"]
+                keep_jobs = [
+                    CopyJob(p["bucket"], key, p["bucket"], f"{keep_prefix}{key}", size=size, etag=etag)
+                    for key, size, etag in to_keep
+                ]
+                copier.run(keep_jobs)
+                problems = verify_restore(
+                    [{"key": key, "size": size, "etag": etag} for key, size, etag in to_keep],
+                    target_listing(cli, info, p["bucket"], keep_prefix),
+                    "",
+                    keep_prefix,
+                    copied={j.dst_key: j.new_etag for j in keep_jobs},
+                )
+                if problems:
+                    raise S3Error(f"the kept copies do not match the objects they keep: {shown(problems)}")
+                done["kept"] = len(keep_jobs)
+            # 4. copies (server-side, from the backup objects, only if they still have the recorded ETag)
             jobs = [
                 CopyJob(
                     src_bucket=p["backup_bucket"],
@@ -377,12 +464,12 @@ def main() -> None:
                 )
                 for entry, key in plan.copy
             ]
-            Copier(info, cli, p["concurrency"], p["multipart_threshold"], p["part_size"]).run(jobs)
+            copier.run(jobs)
             done["copied"] = len(jobs)
-            # 4. deletes (mirror)
+            # 5. deletes (mirror)
             if plan.delete:
                 done["deleted"] = delete_objects(cli, info, p["bucket"], plan.delete)
-            # 5. verify the target against the manifest
+            # 6. verify the target against the manifest
             after = target_listing(cli, info, p["bucket"], to_prefix)
             problems = verify_restore(
                 entries, after, from_prefix, to_prefix, copied={j.dst_key: j.new_etag for j in jobs}
@@ -391,11 +478,19 @@ def main() -> None:
                 raise S3Error(f"verification failed, the target does not match the snapshot: {shown(problems)}")
             result["verified"] = len(entries)
     except (S3Error, BackupSetError, OSError) as exc:
+        where = keeping["kept_location"]
+        if where and done["kept"]:
+            kept = f"; the {done['kept']} objects it replaces or deletes were kept under {where} before any change"
+        elif where:
+            kept = f"; nothing was replaced (copies of the objects to keep may be under {where})"
+        else:
+            kept = ""
         module.fail_json(
-            msg=f"cannot restore {what} into bucket {p['bucket']!r}: {exc}",
+            msg=f"cannot restore {what} into bucket {p['bucket']!r}: {exc}{kept}",
             mode=p["mode"],
-            changed=bool(done["copied"] or done["deleted"]),
+            changed=any(done.values()),
             **done,
+            **keeping,
             duration_s=round(time.monotonic() - t0, 3),
         )
     module.exit_json(
@@ -403,6 +498,7 @@ def main() -> None:
         mode=p["mode"],
         **result,
         **done,
+        **keeping,
         duration_s=round(time.monotonic() - t0, 3),
     )
 

@@ -15,6 +15,9 @@ description:
     module, not by a bucket lifecycle rule. Deletes go in batches with C(DeleteObjects).
   - Only the current version of each object is considered; on a versioned bucket a delete adds a
     delete marker.
+  - Objects that M(runbook.stack.s3_restore) kept under C(pre-restore-<backup_id>[.N]/) are not live data
+    and are left out, unless O(prefix) itself starts with C(pre-restore-) (set it to C(pre-restore-) to
+    expire the kept copies).
 extends_documentation_fragment:
   - runbook.stack.s3
   - ansible.builtin.action_common_attributes
@@ -150,6 +153,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     batches,
     client,
     conn_info,
+    is_kept_key,
     s3_argument_spec,
     select_for_retention,
     translate,
@@ -224,7 +228,9 @@ def main() -> None:
         check_options(params)
         info = conn_info(params)
         cli = client(info)
-        objects = list_objects(cli, info, bucket, params["prefix"])
+        objects = [
+            o for o in list_objects(cli, info, bucket, params["prefix"]) if not is_kept_key(o["Key"], params["prefix"])
+        ]
         now = dt.datetime.now(dt.timezone.utc)
         delete, keep = select_for_retention(objects, now, params["older_than_days"], params["min_keep"])
         if delete and not module.check_mode:

@@ -25,6 +25,8 @@ description:
   - On a failure the module deletes the copies it made (best effort); a run that is killed leaves copies
     without a manifest, which every reader reports as an incomplete set, never as a backup.
   - The backup-set format is described in C(docs/backup-format.md) of the collection.
+  - Objects that M(runbook.stack.s3_restore) kept under C(pre-restore-<backup_id>[.N]/) are not live data
+    and are left out, unless O(prefix) itself starts with C(pre-restore-).
 extends_documentation_fragment:
   - runbook.stack.s3
   - ansible.builtin.action_common_attributes
@@ -211,6 +213,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     client,
     conn_info,
     delete_objects,
+    is_kept_key,
     list_objects,
     s3_argument_spec,
     set_prefix,
@@ -275,7 +278,8 @@ class Snapshot:
 
     def plan(self) -> None:
         t0 = time.monotonic()
-        self.listed = list_objects(self.cli, self.info, self.bucket, self.prefix)
+        listed = list_objects(self.cli, self.info, self.bucket, self.prefix)
+        self.listed = [o for o in listed if not is_kept_key(o["Key"], self.prefix)]  # s3_restore's kept copies
         if not self.storage.exists(""):
             raise S3Error(f"cannot write the snapshot: bucket {self.backup_bucket!r} does not exist")
         self.steps["list_s"] = round(time.monotonic() - t0, 3)

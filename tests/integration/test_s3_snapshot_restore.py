@@ -166,9 +166,14 @@ def test_round_trip_snapshot_damage_restore(lab, module, cli, buckets):
     restored = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, **SMALL_MP)))
     assert restored["changed"] is True and restored["backup_id"] == bid
     assert restored["copied"] == 4 and restored["skipped_objects"] == 2 and restored["verified"] == 6
+    assert restored["kept"] == 2 and restored["keep_prefix"] == f"pre-restore-{bid}/"  # the 2 overwritten
     after = state(cli, src)
     assert after.pop("extra/stray.txt")[0] == hashlib.sha256(b"stray").hexdigest()  # missing mode keeps extras
-    assert after == original
+    assert {k for k in after if k.startswith("pre-restore-")} == {
+        f"pre-restore-{bid}/img/a.png",
+        f"pre-restore-{bid}/docs/ünïcödé-日本.bin",
+    }
+    assert {k: v for k, v in after.items() if not k.startswith("pre-restore-")} == original
 
     again = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, **SMALL_MP)))
     assert (
@@ -191,19 +196,81 @@ def test_modes_overwrite_and_mirror(lab, module, cli, buckets):
     failed(refused, "allow_delete")
     assert listing(cli, src) == before
 
-    over = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, mode="overwrite")))
+    over = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, mode="overwrite", keep_previous=False)))
     assert over["changed"] is True and over["copied"] == len(original) and over["deleted"] == 0
+    assert over["kept"] == 0 and over["keep_prefix"] is None  # keep_previous: false keeps nothing
     assert _keys(cli, src) == set(original) | {"extra/one", "extra/two"}
 
     cli.put_object(Bucket=src, Key="img/b.png", Body=b"y" * 250)
-    plan = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, mode="mirror", allow_delete=True), True))
+    mirror_args = conn(lab, bucket=src, backup_bucket=bak, mode="mirror", allow_delete=True, keep_previous=False)
+    plan = ok(module("s3_restore", mirror_args, True))
     assert (plan["would_copy"], plan["would_delete"], plan["deleted"]) == (1, 2, 0)
     assert plan["sample"]["to_delete"] == ["extra/one", "extra/two"] and listing(cli, src) != {}
-    mirror = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, mode="mirror", allow_delete=True)))
+    mirror = ok(module("s3_restore", mirror_args))
     assert mirror["changed"] is True and mirror["copied"] == 1 and mirror["deleted"] == 2
     assert state(cli, src) == original
-    second = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, mode="mirror", allow_delete=True)))
+    second = ok(module("s3_restore", mirror_args))
     assert second["changed"] is False and second["deleted"] == 0
+
+
+def test_mirror_restore_keeps_what_it_replaces_and_deletes(lab, module, cli, buckets):
+    """The default of dr_restore: written-after-the-snapshot objects survive under pre-restore-<id>/."""
+    src, bak = buckets(), buckets()
+    fill(cli, src)
+    original = state(cli, src)
+    bid = ok(module("s3_snapshot", conn(lab, bucket=src, backup_bucket=bak, **SMALL_MP)))["backup_id"]
+    keep = f"pre-restore-{bid}/"
+    late = {
+        "uploads/late 1.bin": (os.urandom(3000), "application/octet-stream", {"by": "app"}),
+        "uploads/video.mp4": (os.urandom(6 * MIB), "video/mp4", {}),  # a multipart copy at SMALL_MP
+        "img/b.png": (b"x" * 250, "image/png", {"edited": "yes"}),  # same size, other content
+        "docs/with space.txt": (b"changed after the backup", "text/plain", {}),
+    }
+    for key, (body, ctype, meta) in late.items():
+        cli.put_object(Bucket=src, Key=key, Body=body, ContentType=ctype, Metadata=meta)
+    before, before_bak = state(cli, src), listing(cli, bak)
+    args = conn(lab, bucket=src, backup_bucket=bak, mode="mirror", allow_delete=True, **SMALL_MP)
+
+    # check mode: the keep is predicted (prefix, count, keys, diff) and nothing is touched
+    plan = ok(module("s3_restore", args, check_mode=True, diff=True))
+    assert (plan["would_copy"], plan["would_delete"], plan["would_keep"]) == (2, 2, 4)
+    assert plan["keep_prefix"] == keep and plan["kept_location"] == f"s3://{src}/{keep}"
+    assert sorted(plan["sample"]["to_keep"]) == sorted(late) and plan["kept"] == 0
+    assert f"{keep}uploads/video.mp4 ({6 * MIB} bytes, kept)" in plan["diff"]["after"]
+    assert "img/b.png (250 bytes)" in plan["diff"]["before"]
+    assert state(cli, src) == before and listing(cli, bak) == before_bak
+
+    restored = ok(module("s3_restore", args))
+    assert (restored["copied"], restored["deleted"], restored["kept"], restored["verified"]) == (2, 2, 4, 5)
+    assert restored["keep_prefix"] == keep and restored["kept_location"] == f"s3://{src}/{keep}"
+    after = state(cli, src)
+    live = {k: v for k, v in after.items() if not k.startswith(keep)}
+    kept = {k[len(keep) :]: v for k, v in after.items() if k.startswith(keep)}
+    assert live == original  # the bucket is the snapshot again
+    assert kept == {k: before[k] for k in late}  # same bytes, content type and metadata as before
+    assert listing(cli, bak) == before_bak
+
+    # a rerun finds the bucket restored: no change, the kept copies neither nested nor removed
+    again = ok(module("s3_restore", args))
+    assert again["changed"] is False and again["kept"] == 0 and again["keep_prefix"] is None
+    assert state(cli, src) == after
+
+    # a later restore of the same set keeps under the next free prefix, the first copies untouched
+    cli.put_object(Bucket=src, Key="uploads/later.txt", Body=b"after the first restore")
+    third = ok(module("s3_restore", args))
+    assert third["keep_prefix"] == f"pre-restore-{bid}.2/" and third["kept"] == 1 and third["deleted"] == 1
+    final = state(cli, src)
+    assert {k: v for k, v in final.items() if k.startswith(keep)} == {k: after[k] for k in after if k.startswith(keep)}
+    assert final[f"pre-restore-{bid}.2/uploads/later.txt"][0] == hashlib.sha256(b"after the first restore").hexdigest()
+
+    # the kept areas are not live data: a snapshot of the bucket and retention leave them out ...
+    snap = ok(module("s3_snapshot", conn(lab, bucket=src, backup_bucket=bak)))
+    assert snap["objects"] == len(original)
+    aged = ok(module("s3_retention", conn(lab, bucket=src, older_than_days=0), check_mode=True))
+    assert aged["matched"] == len(original)
+    # ... unless named on purpose: retention with the prefix pre-restore- expires them
+    expired = ok(module("s3_retention", conn(lab, bucket=src, prefix="pre-restore-", older_than_days=0)))
+    assert expired["deleted"] == 5 and state(cli, src) == original
 
 
 def test_snapshot_of_prefix_restored_to_another_bucket_and_prefix(lab, module, cli, buckets):
