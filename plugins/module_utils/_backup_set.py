@@ -12,6 +12,7 @@ local directory today and under an S3 prefix later.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -308,6 +309,43 @@ def write_file_atomic(path: str, data: bytes, mode: int = FILE_MODE) -> None:
             pass
         raise
     fsync_dir(directory)
+
+
+def make_private_dirs(path: str) -> list[str]:
+    """Create ``path`` and every missing directory above it with mode 0700, top-down; return the
+    directories created. Each is chmod'ed after its mkdir, so the umask cannot widen or narrow it.
+    Directories that already exist are left as they are (a root the user made keeps its mode)."""
+    path = os.path.abspath(path)
+    missing: list[str] = []
+    probe = path
+    while not os.path.isdir(probe):
+        missing.append(probe)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    created: list[str] = []
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise NotADirectoryError(errno.ENOTDIR, f"{directory} exists and is not a directory") from None
+            continue  # made by a concurrent writer: not ours to chmod
+        os.chmod(directory, DIR_MODE)
+        created.append(directory)
+    return created
+
+
+@contextmanager
+def private_umask() -> Iterator[None]:
+    """Umask 0077 inside the block: whatever this process and its children (pg_dump, redis-cli)
+    create is 0600/0700 from the start, also when the module is killed before a set is sealed."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def remove_tree(path: str) -> None:
@@ -720,7 +758,7 @@ class LocalSetWriter:
     def create(self, max_wait_s: float = 5.0) -> LocalSetWriter:
         parent = os.path.join(self.root, self.kind, source_dirname(self.source))
         try:
-            os.makedirs(parent, mode=DIR_MODE, exist_ok=True)
+            make_private_dirs(parent)
         except OSError as exc:
             raise BackupSetError(f"cannot create backup directory under {self.root}: {exc.strerror or exc}") from exc
         deadline = time.monotonic() + max_wait_s

@@ -33,7 +33,6 @@ from typing import Any
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
-    DIR_MODE,
     FILE_MODE,
     HASH_CHUNK,
     KIND_RE,
@@ -49,6 +48,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     hash_files,
     iso,
     keep_name,
+    make_private_dirs,
     remove_tree,
     secure_tree,
     set_rel,
@@ -1758,16 +1758,6 @@ def upload_set(
     return out | {"changed": True, "steps": steps.done, "duration_s": round(time.monotonic() - started, 3)}
 
 
-def _make_source_dir(path: str) -> None:
-    """``<root>/<kind>/<source>`` as LocalSetWriter makes it: parents with the umask, itself 0700."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
-        os.mkdir(path, DIR_MODE)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise BackupSetError(f"{path} exists and is not a directory") from None
-
-
 def download_set(
     src: S3Storage,
     kind: str,
@@ -1815,14 +1805,14 @@ def download_set(
 
     parent = os.path.dirname(final)
     try:
-        _make_source_dir(parent)
+        make_private_dirs(parent)  # <root>/<kind>/<source> as LocalSetWriter makes them: 0700
         tmp = tempfile.mkdtemp(prefix=f"{found_set.backup_id}.partial-", dir=parent)
     except OSError as exc:
         raise BackupSetError(f"cannot create a directory under {parent}: {exc.strerror or exc}") from None
     try:
         files = set_files(manifest, tmp, src.key(found_set.rel), multipart_threshold, part_size)
         for f in files:
-            os.makedirs(os.path.dirname(f.local), mode=DIR_MODE, exist_ok=True)
+            make_private_dirs(os.path.dirname(f.local))
         SetTransfer(src.info, src.client, src.bucket, concurrency).download(files)
         steps.mark(f"download {len(files)} files ({out['bytes']} bytes)")
         hashed = hash_files(tmp, [f.path for f in files], workers=_hash_workers(concurrency))

@@ -70,8 +70,9 @@ options:
     default: latest
   dest_root:
     description:
-      - The local backup root. It and the C(<kind>) directory are created when missing (with the
-        umask), the C(<source>) directory with mode 0700.
+      - The local backup root. It, the C(<kind>) and the C(<source>) directory are created with mode
+        0700 when missing (directories that already exist keep their mode); the downloaded files are
+        0600 from the start, also in the temporary directory an interrupted download leaves.
     type: path
     required: true
   concurrency:

@@ -164,6 +164,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     recovery_point,
     set_rel,
     utcnow,
+    write_file_atomic,
 )
 
 
@@ -224,8 +225,10 @@ def main() -> None:
             )
         writer = LocalSetWriter(p["dest"], DR_KIND, p["name"]).create()
         try:
-            with open(f"{writer.path}/{DR_COMPONENTS_FILE}", "w", encoding="utf-8") as out:
-                json.dump(components, out, indent=2, sort_keys=True)
+            # 0600 from the start, like every file of a set (seal() would only fix the mode later)
+            write_file_atomic(
+                f"{writer.path}/{DR_COMPONENTS_FILE}", json.dumps(components, indent=2, sort_keys=True).encode()
+            )
             manifest = writer.seal(
                 tool={"name": "runbook.stack.dr_set"},
                 facts={"name": p["name"], "recovery_point": point, "components": components},

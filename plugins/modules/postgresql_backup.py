@@ -47,7 +47,10 @@ options:
   dest:
     description:
       - Backup root directory. The set is created at C(<dest>/postgresql/<name>/<backup_id>/).
-      - Created (mode 0700) when missing.
+      - It (and any missing parent), C(<kind>) and C(<source>) below it are created with mode 0700 when
+        missing; directories that already exist keep their mode.
+      - Everything the module and C(pg_dump) write is created with mode 0600 (directories 0700) from the
+        start (umask 0077), so a backup killed mid-way leaves no file that other users can read.
     type: path
     required: true
   jobs:
@@ -175,6 +178,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSetError,
     LocalSetWriter,
     check_dest_writable,
+    private_umask,
     set_rel,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
@@ -385,7 +389,7 @@ def main() -> None:
         if module.check_mode:
             result = plan_backup(info, name, p["dest"], jobs, p["compress"], p["pg_bin_dir"])
         else:
-            with terminate_on_signals():
+            with terminate_on_signals(), private_umask():  # 0600/0700 also if killed mid-way
                 result = run_backup(info, name, p["dest"], jobs, p["compress"], p["pg_bin_dir"], p["timeout"])
     except (PostgresError, BackupSetError) as exc:
         module.fail_json(msg=f"cannot back up database {name!r}: {exc}")

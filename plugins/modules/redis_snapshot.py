@@ -58,7 +58,10 @@ options:
   dest:
     description:
       - Backup root directory. The set is created at C(<dest>/redis/<source>/<backup_id>/).
-      - Created (mode 0700) when missing.
+      - It (and any missing parent), C(<kind>) and C(<source>) below it are created with mode 0700 when
+        missing; directories that already exist keep their mode.
+      - Everything the module and C(redis-cli) write is created with mode 0600 (directories 0700) from the
+        start (umask 0077), so a backup killed mid-way leaves no file that other users can read.
     type: path
     required: true
   source:
@@ -201,6 +204,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     LocalSetWriter,
     Steps,
     check_dest_writable,
+    private_umask,
     set_rel,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._process import (
@@ -471,7 +475,7 @@ def main() -> None:
         if module.check_mode:
             result = plan(client, info, p, source)
         else:
-            with terminate_on_signals():
+            with terminate_on_signals(), private_umask():  # 0600/0700 also if killed mid-way
                 result = run(client, info, p, source)
     except (RedisError, BackupSetError) as exc:
         module.fail_json(msg=f"cannot snapshot Redis at {where}: {exc}", duration_s=_since(started))
