@@ -10,13 +10,15 @@ server and the cause and never contains a password.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
+import shutil
 import socket
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from ansible.module_utils.basic import env_fallback
@@ -559,3 +561,110 @@ def copy_stable(fin: Any, dst: str, chunk: int = 4 * 1024 * 1024, digest: Any = 
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or copied != after.st_size:
         raise RedisError(f"{name} changed while it was being copied")
     return copied
+
+
+# ------------------------------------------------------------------------------------------------
+# interrupted restores (redis_restore)
+# ------------------------------------------------------------------------------------------------
+
+JOURNAL_FORMAT = "runbook.stack/redis-restore-journal"
+
+
+def journal_path(directory: str, port: int) -> str:
+    """Where redis_restore records a restore in progress: in the server's data directory, per port."""
+    return os.path.join(directory, f".runbook-redis-restore-{port}.json")
+
+
+@dataclass(frozen=True)
+class Journal:
+    """A restore in progress, written before the server is stopped and removed once the restore
+    (or its roll-back) is done: a rerun that finds the server down can finish what it describes.
+
+    ``original_start`` is how the server was running before the stop (its executable and config
+    file, see :func:`original_start`), ``original_user`` the (uid, gid) it ran as."""
+
+    backup_id: str
+    source: str
+    port: int
+    paths: DataPaths
+    previous_file: str
+    previous_aof: str | None
+    pid: int
+    started_at: str
+    original_start: list[str] | None = None
+    original_user: tuple[int, int] | None = None
+
+
+def journal_bytes(journal: Journal) -> bytes:
+    data = asdict(journal)
+    data["format"] = JOURNAL_FORMAT
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def parse_journal(data: bytes, where: str) -> Journal:
+    """A Journal from its file's bytes; RedisError naming ``where`` when it is not one."""
+    try:
+        raw = json.loads(data)
+        if raw.get("format") != JOURNAL_FORMAT:
+            raise ValueError("not a redis_restore journal")
+        paths = DataPaths(**raw["paths"])
+        user = raw.get("original_user")
+        return Journal(
+            backup_id=str(raw["backup_id"]),
+            source=str(raw["source"]),
+            port=int(raw["port"]),
+            paths=paths,
+            previous_file=str(raw["previous_file"]),
+            previous_aof=str(raw["previous_aof"]) if raw.get("previous_aof") else None,
+            pid=int(raw["pid"]),
+            started_at=str(raw["started_at"]),
+            original_start=[str(a) for a in raw["original_start"]] if raw.get("original_start") else None,
+            original_user=(int(user[0]), int(user[1])) if user else None,
+        )
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise RedisError(f"{where} is not a readable restore journal ({one_line(exc)}); remove it") from None
+
+
+def restore_leftovers(paths: DataPaths, names: list[str]) -> list[str]:
+    """Names (of ``names``, a listing of the data directory) of the temporary files and staging
+    directories a restore leaves when it is killed while it copies the snapshot in place."""
+    prefixes = [f".{paths.dbfilename}.restore-", f".{paths.appendfilename}.restore-"]
+    if paths.appenddirname:
+        prefixes.append(f".{paths.appenddirname}.restore-")
+    return sorted(n for n in names if n.startswith(tuple(prefixes)))
+
+
+def original_start(
+    server: dict[str, Any],
+    real_exe: str | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+    isfile: Callable[[str], bool] = os.path.isfile,
+) -> list[str] | None:
+    """argv that starts the server the way it runs now (daemonized, from its ``config_file`` in INFO
+    server), or None when it was not started from a config file or its binary is not known.
+
+    INFO's ``executable`` is argv[0] made absolute against the server's working directory, so it is
+    only right when the server was started by an absolute path; otherwise its name is looked up on
+    PATH. ``real_exe`` (the process's /proc/<pid>/exe) must be the same binary, after symlinks."""
+    executable = str(server.get("executable") or "")
+    config_file = str(server.get("config_file") or "")
+    if not executable or not os.path.isabs(config_file):
+        return None
+    for candidate in (executable, which(os.path.basename(executable))):
+        if not candidate or not os.path.isabs(candidate) or not isfile(candidate):
+            continue
+        if real_exe is None or os.path.realpath(candidate) == os.path.realpath(real_exe):
+            return [candidate, config_file, "--daemonize", "yes"]
+    return None
+
+
+def process_owner(status_text: str) -> tuple[int, int] | None:
+    """(uid, gid) from the text of /proc/<pid>/status (real ids), None when they are not there."""
+    ids: dict[str, int] = {}
+    for line in status_text.splitlines():
+        key, _sep, value = line.partition(":")
+        if key in ("Uid", "Gid") and value.split():
+            ids[key] = int(value.split()[0])
+    if "Uid" in ids and "Gid" in ids:
+        return ids["Uid"], ids["Gid"]
+    return None

@@ -36,7 +36,26 @@ description:
     difference is only reported as a warning.
   - On any failure after the stop (start fails, timeout, key counts differ, the module is stopped) the
     module stops the server again if it runs, removes the restored files, renames the previous ones back,
-    starts the server and fails with a message that says what happened and that the previous data is back.
+    starts the server and fails with a message that says what happened, whether the previous data is back
+    and whether the server runs. When the start command fails again in that roll-back, the server is
+    started the way it ran before the restore (its C(executable) and C(config_file) from C(INFO server),
+    with C(--daemonize yes), as the user it ran as), so that a broken start command does not leave it
+    stopped; with O(service), or when it was not started from a config file, it stays stopped and the
+    message says so.
+  - A stop command that fails (it cannot run, exit status 127, or it exits non-zero) while the server
+    still answers fails the module within a few seconds, with the command's exit status and output, and
+    nothing changed; it does not wait for O(timeout).
+  - "Interrupted restores: before the stop, the module writes a journal
+    C(<dir>/.runbook-redis-restore-<login_port>.json) (the data paths, the names of the kept files, how
+    the server ran) and removes it once the restore or its roll-back is done. A restore killed with
+    SIGKILL (or a host that crashed) can leave the server stopped, its RDB file already renamed to
+    C(<dbfilename>.pre-restore-<backup_id>) and a partial temporary copy beside it. A rerun of the same set
+    with O(data_dir) that finds the server down and this journal finishes that restore: it removes the
+    partial files and what the interrupted run had installed, installs the verified RDB again, starts the
+    server and compares the key counts (RV(resumed) is true, and a warning says that the server was down).
+    The file the interrupted run kept stays where it is and is returned as RV(previous_file)."
+  - When the server is down and there is no such journal (or O(data_dir) is not set), the module fails
+    with a message that says that Redis at C(host:port) is down and how to go on; it changes nothing.
   - The module must run on the Redis host, as a user that may write the Redis data directory and run the
     stop and start commands. O(login_host) and O(login_port) must reach that server.
 author:
@@ -107,6 +126,13 @@ options:
         and for the server to answer and finish loading after the start.
     type: int
     default: 300
+  data_dir:
+    description:
+      - The server's data directory (C(CONFIG GET dir)), where the journal of a restore in progress is kept.
+      - Only needed to finish a restore that was interrupted while the server was stopped (the server
+        cannot be asked for its directory then). When the server answers, the directory it reports is
+        used and must be this one.
+    type: path
 notes:
   - O(db) is not used; a restore always replaces every database of the server.
   - Stop the server with a command that saves (C(SHUTDOWN SAVE); C(SHUTDOWN) and C(systemctl stop) save
@@ -139,6 +165,13 @@ EXAMPLES = r"""
     stop_command: [redis-cli, -p, "6380", shutdown, save]
     start_command: [redis-server, /etc/redis/6380.conf]
     timeout: 600
+
+- name: Restore a set, and finish it on a rerun if an earlier attempt was killed while Redis was stopped
+  runbook.stack.redis_restore:
+    backup_root: /var/backups/runbook
+    backup_id: 20261122T020000Z
+    service: redis-server
+    data_dir: /var/lib/redis
 
 - name: Show what a restore would replace, without stopping the server
   runbook.stack.redis_restore:
@@ -198,6 +231,16 @@ keyspace:
   returned: always
   type: dict
   sample: {"db0": {"keys": 150000, "expires": 20, "avg_ttl": 0}}
+resumed:
+  description: Whether this run finished an interrupted restore of the same set (the server was down).
+  returned: always
+  type: bool
+removed_leftovers:
+  description: Partial temporary files and directories of an interrupted restore found in the data directory, which the run removes (in check mode, would remove).
+  returned: always
+  type: list
+  elements: str
+  sample: [/var/lib/redis/.dump.rdb.restore-k2j4x9a1]
 verified_files:
   description: Number of files whose SHA-256 matched the manifest.
   returned: always
@@ -227,6 +270,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -237,10 +281,13 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     Steps,
     find_set,
     fsync_dir,
+    iso,
     keep_name,
     open_set_path,
     open_storage,
     remove_tree,
+    utcnow,
+    write_file_atomic,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, terminate_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
@@ -249,6 +296,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     REDIS_IMPORT_ERROR,
     ConnInfo,
     DataPaths,
+    Journal,
     RedisError,
     aof_manifest,
     check_rdb_magic,
@@ -256,12 +304,18 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     conn_info,
     connect,
     describe,
+    journal_bytes,
+    journal_path,
+    original_start,
+    parse_journal,
     parse_keyspace,
     poll,
     port_open,
+    process_owner,
     read_data_paths,
     redis_argument_spec,
     redis_cli_env,
+    restore_leftovers,
     total_keys,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
@@ -303,6 +357,10 @@ def verify_set(bset: BackupSet) -> tuple[str, int]:
 # the server process
 # ------------------------------------------------------------------------------------------------
 
+# a stop command that failed (non-zero rc, or it could not run at all) gets this long for the port
+# to close anyway, not the whole timeout: a stop that cannot work fails fast
+STOP_GRACE_S = 5.0
+
 
 def control_argv(params: dict[str, Any], action: str) -> list[str]:
     if params["service"]:
@@ -310,9 +368,10 @@ def control_argv(params: dict[str, Any], action: str) -> list[str]:
     return list(params[f"{action}_command"])
 
 
-def run_control(argv: list[str], info: ConnInfo, timeout: int) -> tuple[int, str]:
+def run_control(argv: list[str], info: ConnInfo, timeout: int, user: tuple[int, int] | None = None) -> tuple[int, str]:
     """Run a stop/start command; (rc, output tail). Output goes to a file, not a pipe: a server that
-    forks into the background would keep a pipe open."""
+    forks into the background would keep a pipe open. ``user``: (uid, gid) to run it as (root only)."""
+    ids: dict[str, Any] = dict(user=user[0], group=user[1], extra_groups=[]) if user else {}
     with tempfile.TemporaryFile() as out:
         try:
             # Popen: the started server must outlive the module, so no die_with_parent, own session.
@@ -323,9 +382,10 @@ def run_control(argv: list[str], info: ConnInfo, timeout: int) -> tuple[int, str
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                **ids,
             )
-        except OSError as exc:
-            return 127, f"cannot run {argv[0]}: {exc.strerror or exc}"
+        except (OSError, subprocess.SubprocessError) as exc:
+            return 127, f"cannot run {argv[0]}: {getattr(exc, 'strerror', None) or exc}"
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -353,26 +413,85 @@ def ready(info: ConnInfo) -> dict[str, Any] | None:
 
 def stop_server(params: dict[str, Any], info: ConnInfo, commands: list[str]) -> None:
     argv = control_argv(params, "stop")
-    commands.append(" ".join(argv))
+    command = " ".join(argv)
+    commands.append(command)
     rc, output = run_control(argv, info, params["timeout"])
-    if poll(lambda: not port_open(info.host, info.port), params["timeout"]) is None:
+    wait = params["timeout"] if rc == 0 else min(float(params["timeout"]), STOP_GRACE_S)
+    if poll(lambda: not port_open(info.host, info.port), wait) is None:
+        if rc != 0:
+            raise RedisError(
+                f"the stop command {command} failed (rc {rc}): {output or 'no output'}, and "
+                f"the server at {info.where} still answers"
+            )
         raise RedisError(
-            f"the server at {info.where} still answers after {' '.join(argv)} (rc {rc}: {output or 'no output'})"
+            f"the server at {info.where} still answers {params['timeout']} s after {command} (rc 0: {output or 'no output'})"
         )
 
 
 def start_server(params: dict[str, Any], info: ConnInfo, commands: list[str]) -> dict[str, Any]:
-    argv = control_argv(params, "start")
-    commands.append(" ".join(argv))
-    rc, output = run_control(argv, info, params["timeout"])
+    return start_with(control_argv(params, "start"), info, params["timeout"], commands)
+
+
+def start_with(argv: list[str], info: ConnInfo, timeout: int, commands: list[str], user: Any = None) -> dict[str, Any]:
+    """Run a start command and wait until the server answers with loading:0; RedisError otherwise."""
+    command = " ".join(argv)
+    commands.append(command)
+    rc, output = run_control(argv, info, timeout, user)
     if rc != 0:
-        raise RedisError(f"{' '.join(argv)} failed (rc {rc}): {output or 'no output'}")
-    reply = poll(lambda: ready(info), params["timeout"], interval=0.2)
+        raise RedisError(f"the start command {command} failed (rc {rc}): {output or 'no output'}")
+    reply = poll(lambda: ready(info), timeout, interval=0.2)
     if reply is None:
-        raise RedisError(
-            f"the server at {info.where} did not answer with loading:0 within {params['timeout']} s after {' '.join(argv)}"
-        )
+        raise RedisError(f"the server at {info.where} did not answer with loading:0 within {timeout} s after {command}")
     return reply
+
+
+@dataclass(frozen=True)
+class Server:
+    """What the running server told us before the stop."""
+
+    paths: DataPaths
+    keyspace: dict[str, dict[str, int]]
+    original_start: list[str] | None
+    original_user: tuple[int, int] | None
+
+
+def read_server(info: ConnInfo) -> tuple[Server | None, str]:
+    """(data paths, keyspace and how the server runs, "") or, when nothing listens on its port (the
+    server is down), (None, the connection error). Any other fault (authentication, TLS) is raised."""
+    try:
+        client = connect(info)
+    except RedisError as exc:
+        if port_open(info.host, info.port):
+            raise
+        return None, str(exc).rpartition(": ")[2] if ": " in str(exc) else str(exc)
+    try:
+        paths = read_data_paths(client)
+        keyspace = parse_keyspace(client.info("keyspace"))
+        facts = client.info("server")
+    finally:
+        client.close()
+    user, executable = None, None
+    try:  # the server runs on this host (the module must): its owner and real binary
+        proc = f"/proc/{int(facts.get('process_id', 0))}"
+        with open(f"{proc}/status", encoding="utf-8") as fh:
+            user = process_owner(fh.read())
+        executable = os.readlink(f"{proc}/exe")
+    except (OSError, ValueError):
+        pass  # not readable: no way to start it as it ran
+    return Server(paths, keyspace, original_start(facts, executable) if user else None, user), ""
+
+
+def fallback_start(argv: list[str] | None, user: tuple[int, int] | None) -> tuple[list[str] | None, Any]:
+    """How to start the server as it ran before the stop, as (argv, user to run it as), or (None, why not)."""
+    if not argv:
+        return None, "it was not started from a config file"
+    if user is None:
+        return None, "the user it ran as is unknown"
+    if os.geteuid() == user[0]:
+        return argv, None
+    if os.geteuid() == 0:
+        return argv, user
+    return None, f"it ran as uid {user[0]}, not as this module's uid {os.geteuid()}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -410,24 +529,31 @@ def install_file(src: str, dest: str, like: os.stat_result | None) -> None:
     fsync_dir(directory)
 
 
-def reference_stat(path: str, directory: str) -> os.stat_result:
-    """The previous file's stat, else the data directory's (owner) with the file mode set to 0600."""
-    if os.path.exists(path):
-        return os.stat(path)
+def reference_stat(candidates: list[str | None], directory: str) -> os.stat_result:
+    """The stat of the first existing candidate (the previous file, or where it was kept), else the
+    data directory's (owner) with the file mode set to 0600."""
+    for path in candidates:
+        if path and os.path.exists(path):
+            return os.stat(path)
     st = os.stat(directory)
     return os.stat_result((0o100600, *tuple(st)[1:]))
 
 
 class FileSwap:
-    """Moves the server's data files aside and puts the set's RDB in place; undo() reverses it."""
+    """Moves the server's data files aside and puts the set's RDB in place; undo() reverses it.
 
-    def __init__(self, paths: DataPaths, backup_id: str) -> None:
+    ``previous_file`` / ``previous_aof``: the names an interrupted restore chose (from its journal);
+    by default the next free ``.pre-restore-<backup_id>`` names."""
+
+    def __init__(
+        self, paths: DataPaths, backup_id: str, previous_file: str | None = None, previous_aof: str | None = None
+    ) -> None:
         self.paths = paths
         self.backup_id = backup_id
         self.data_file = paths.rdb_path
-        self.previous_file = pre_restore(self.data_file, backup_id)
+        self.previous_file = previous_file or pre_restore(self.data_file, backup_id)
         self.aof_path = paths.aof_path if paths.appendonly else None
-        self.previous_aof = pre_restore(self.aof_path, backup_id) if self.aof_path else None
+        self.previous_aof = (previous_aof or pre_restore(self.aof_path, backup_id)) if self.aof_path else None
         self.moved: list[tuple[str, str]] = []  # (original, kept-as)
         self.installed: list[str] = []
 
@@ -439,8 +565,25 @@ class FileSwap:
         fsync_dir(os.path.dirname(original))
         return True
 
+    def adopt(self) -> list[str]:
+        """Take over an interrupted restore of the same set: what it moved aside counts as moved by
+        this one (undo() puts it back), what it installed in its place is removed (it is installed
+        again), and so are its partial temporary files. Returns the paths removed."""
+        removed = []
+        for original, kept in ((self.data_file, self.previous_file), (self.aof_path, self.previous_aof)):
+            if original and kept and os.path.lexists(kept):
+                if os.path.lexists(original):
+                    remove_tree(original)
+                    removed.append(original)
+                self.moved.append((original, kept))
+        for name in restore_leftovers(self.paths, os.listdir(self.paths.dir)):
+            remove_tree(os.path.join(self.paths.dir, name))
+            removed.append(os.path.join(self.paths.dir, name))
+        fsync_dir(self.paths.dir)
+        return removed
+
     def apply(self, rdb: str) -> None:
-        like = reference_stat(self.data_file, self.paths.dir)
+        like = reference_stat([self.data_file, self.previous_file], self.paths.dir)
         self._move_aside(self.data_file, self.previous_file)
         self.installed.append(self.data_file)
         install_file(rdb, self.data_file, like)
@@ -449,14 +592,14 @@ class FileSwap:
         if self.paths.appenddirname:
             self._install_aof_dir(rdb, like)
         else:  # before Redis 7: one AOF file; an AOF that starts with an RDB preamble loads as the RDB
-            aof_like = reference_stat(self.aof_path, self.paths.dir)
+            aof_like = reference_stat([self.aof_path, self.previous_aof], self.paths.dir)
             self._move_aside(self.aof_path, self.previous_aof)
             self.installed.append(self.aof_path)
             install_file(rdb, self.aof_path, aof_like)
 
     def _install_aof_dir(self, rdb: str, like: os.stat_result) -> None:
         base, manifest = aof_manifest(self.paths.appendfilename)
-        dir_like = os.stat(self.aof_path) if os.path.isdir(self.aof_path) else os.stat(self.paths.dir)
+        dir_like = reference_stat([self.aof_path, self.previous_aof], self.paths.dir)
         staging = tempfile.mkdtemp(prefix=f".{self.paths.appenddirname}.restore-", dir=self.paths.dir)
         try:
             install_file(rdb, os.path.join(staging, base), like)
@@ -465,7 +608,8 @@ class FileSwap:
                 fh.write(manifest)
             install_file(manifest_src, os.path.join(staging, f"{self.paths.appendfilename}.manifest"), like)
             os.unlink(manifest_src)
-            os.chmod(staging, dir_like.st_mode & 0o7777)
+            mode = dir_like.st_mode & 0o7777 if os.path.lexists(self.aof_path) else 0o700
+            os.chmod(staging, mode)
             if os.geteuid() == 0:
                 os.chown(staging, dir_like.st_uid, dir_like.st_gid)
             self._move_aside(self.aof_path, self.previous_aof)
@@ -496,6 +640,90 @@ class FileSwap:
 
 
 # ------------------------------------------------------------------------------------------------
+# the journal of a restore in progress
+# ------------------------------------------------------------------------------------------------
+
+
+def read_journal(path: str) -> Journal | None:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RedisError(f"cannot read the restore journal {path}: {exc.strerror or exc}") from None
+    return parse_journal(data, path)
+
+
+def write_journal(journal: Journal) -> str:
+    path = journal_path(journal.paths.dir, journal.port)
+    write_file_atomic(path, journal_bytes(journal))
+    return path
+
+
+def drop_journal(path: str) -> None:
+    if os.path.lexists(path):
+        os.unlink(path)
+        fsync_dir(os.path.dirname(path))
+
+
+def restore_running(pid: int) -> bool:
+    """True when pid is another live redis_restore (a run whose controller went away, say)."""
+    if pid == os.getpid():
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"redis_restore" in fh.read()
+    except OSError:
+        return False
+
+
+def check_not_running(journal: Journal, path: str) -> None:
+    if restore_running(journal.pid):
+        raise RedisError(
+            f"another redis_restore (pid {journal.pid}, started {journal.started_at}) is still restoring "
+            f"set {journal.backup_id} into this server ({path}); wait for it to end or stop it, then rerun"
+        )
+
+
+def down_message(params: dict[str, Any], info: ConnInfo, cause: str, found: str) -> str:
+    return (
+        f"Redis at {info.where} is down ({cause}) and {found}. "
+        f"Start it ({' '.join(control_argv(params, 'start'))}), check that it answers, and rerun"
+    )
+
+
+def interrupted_restore(params: dict[str, Any], info: ConnInfo, bset: BackupSet, cause: str) -> tuple[Journal, str]:
+    """The journal of an interrupted restore of this set into this (stopped) server; RedisError that
+    says the server is down when there is none to finish."""
+    if not params["data_dir"]:
+        raise RedisError(
+            down_message(
+                params,
+                info,
+                cause,
+                "this module cannot look for an interrupted restore to finish without data_dir "
+                "(the server's data directory, CONFIG GET dir)",
+            )
+        )
+    path = journal_path(params["data_dir"], info.port)
+    journal = read_journal(path)
+    if journal is None:
+        raise RedisError(
+            down_message(params, info, cause, f"no interrupted restore of it was found in {params['data_dir']}")
+        )
+    check_not_running(journal, path)
+    if (journal.backup_id, journal.source) != (bset.backup_id, bset.source_dir):
+        raise RedisError(
+            f"Redis at {info.where} is down in the middle of a restore of set {journal.backup_id} of "
+            f"{journal.source} (journal {path}), not {bset.backup_id} of {bset.source_dir}: rerun with "
+            f"backup_id={journal.backup_id} to finish it, or put {journal.previous_file} back as "
+            f"{journal.paths.rdb_path}, remove the journal and start the server"
+        )
+    return journal, path
+
+
+# ------------------------------------------------------------------------------------------------
 # the restore
 # ------------------------------------------------------------------------------------------------
 
@@ -512,45 +740,91 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, w
     exact = bool(facts.get("keyspace_exact", True))
 
     with steps.step("read data paths from the server"):
-        client = connect(info)
-        try:
-            paths = read_data_paths(client)
-            current = parse_keyspace(client.info("keyspace"))
-        finally:
-            client.close()
-    swap = FileSwap(paths, bset.backup_id)
+        server, down = read_server(info)
+    resumed: Journal | None = None
+    if server is None:  # down: only an interrupted restore of this set is finished
+        resumed, jpath = interrupted_restore(params, info, bset, down)
+        server = Server(resumed.paths, {}, resumed.original_start, resumed.original_user)
+        swap = FileSwap(server.paths, bset.backup_id, resumed.previous_file, resumed.previous_aof)
+        warn(
+            f"Redis at {info.where} is down: finishing the restore of set {bset.backup_id} that was "
+            f"interrupted (started {resumed.started_at} by pid {resumed.pid}, journal {jpath})"
+        )
+    else:
+        if params["data_dir"] and os.path.realpath(params["data_dir"]) != os.path.realpath(server.paths.dir):
+            raise RedisError(
+                f"data_dir {params['data_dir']} is not the directory the server reports ({server.paths.dir})"
+            )
+        jpath = journal_path(server.paths.dir, info.port)
+        stale = read_journal(jpath)
+        if stale is not None:
+            check_not_running(stale, jpath)
+        swap = FileSwap(server.paths, bset.backup_id)
+    leftovers = [
+        os.path.join(server.paths.dir, n) for n in restore_leftovers(server.paths, os.listdir(server.paths.dir))
+    ]
     result: dict[str, Any] = {
         "changed": True,
         "backup_id": bset.backup_id,
         "path": bset.location,
         "data_file": swap.data_file,
-        "previous_file": swap.previous_file if os.path.exists(swap.data_file) else None,
-        "aof": paths.appendonly,
+        "previous_file": swap.previous_file
+        if os.path.exists(swap.data_file) or (resumed and os.path.exists(swap.previous_file))
+        else None,
+        "aof": server.paths.appendonly,
         "aof_path": swap.aof_path,
-        "previous_aof": swap.previous_aof if swap.aof_path and os.path.lexists(swap.aof_path) else None,
+        "previous_aof": swap.previous_aof
+        if swap.aof_path and (os.path.lexists(swap.aof_path) or (resumed and os.path.lexists(swap.previous_aof)))
+        else None,
         "dbsize_expected": total_keys(expected),
         "verified_files": verified,
+        "resumed": resumed is not None,
+        "removed_leftovers": leftovers,
     }
     if check_mode:
-        planned = [
-            " ".join(control_argv(params, "stop")),
-            f"rename {swap.data_file} to {swap.previous_file}",
-            f"install {rdb} as {swap.data_file}",
-        ]
+        planned = [] if resumed else [" ".join(control_argv(params, "stop"))]
+        planned += [f"remove {p}" for p in leftovers]
+        planned += [f"rename {swap.data_file} to {swap.previous_file}", f"install {rdb} as {swap.data_file}"]
         if swap.aof_path:
             planned += [f"rename {swap.aof_path} to {swap.previous_aof}", f"install {rdb} as the AOF base"]
         planned += [" ".join(control_argv(params, "start")), "wait for loading:0", "compare key counts"]
         result.update(
-            dbsize=total_keys(current),
+            dbsize=total_keys(server.keyspace),
             keyspace=expected,
-            commands=[" ".join(control_argv(params, a)) for a in ("stop", "start")],
+            commands=[" ".join(control_argv(params, a)) for a in ("stop", "start") if a == "start" or not resumed],
             steps=steps.items + [{"step": s} for s in planned],
         )
         return result
 
-    with steps.step("stop the server"):
-        stop_server(params, info, commands)
+    journal = Journal(
+        backup_id=bset.backup_id,
+        source=bset.source_dir,
+        port=info.port,
+        paths=server.paths,
+        previous_file=swap.previous_file,
+        previous_aof=swap.previous_aof,
+        pid=os.getpid(),
+        started_at=resumed.started_at if resumed else iso(utcnow()),
+        original_start=server.original_start,
+        original_user=server.original_user,
+    )
+    with steps.step("record the restore in progress"):
+        jpath = write_journal(journal)
+    if not resumed:
+        try:
+            with steps.step("stop the server"):
+                stop_server(params, info, commands)
+        except BaseException as exc:
+            drop_journal(jpath)
+            raise RedisError(f"{exc}; nothing was changed") from None
     try:
+        if resumed:
+            with steps.step("take over the interrupted restore and remove its partial files"):
+                swap.adopt()
+        elif leftovers:
+            with steps.step("remove the partial files of an earlier interrupted restore"):
+                for path in leftovers:
+                    remove_tree(path)
         with steps.step("move the current data aside and put the RDB in place"):
             swap.apply(rdb)
         with steps.step("start the server and wait for loading:0"):
@@ -566,8 +840,9 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, w
             )
     except BaseException as exc:
         cause = str(exc) or type(exc).__name__
-        back = roll_back(params, info, swap, commands)
+        back = roll_back(params, info, swap, commands, journal, jpath)
         raise RedisError(f"{cause}; {back}") from None
+    drop_journal(jpath)
     result.update(
         previous_file=swap.kept_file,
         previous_aof=swap.kept_aof,
@@ -579,18 +854,45 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, w
     return result
 
 
-def roll_back(params: dict[str, Any], info: ConnInfo, swap: FileSwap, commands: list[str]) -> str:
-    """Put the previous files back and start the server; a sentence saying how that went."""
+def roll_back(
+    params: dict[str, Any], info: ConnInfo, swap: FileSwap, commands: list[str], journal: Journal, jpath: str
+) -> str:
+    """Put the previous files back and start the server; a sentence saying how that went and what
+    state the data and the server are in."""
     try:
         if port_open(info.host, info.port):
             stop_server(params, info, commands)
         swap.undo()
-        start_server(params, info, commands)
     except (RedisError, OSError) as exc:
         kept = ", ".join(k for _o, k in swap.moved) or "none"
+        state = "running" if port_open(info.host, info.port) else "stopped"
         return (
             f"putting the previous data back failed too ({one_line(exc, info.password)}); "
-            f"the previous files are kept as: {kept}"
+            f"the previous files are kept as: {kept}; the server at {info.where} is {state}"
+        )
+    drop_journal(jpath)
+    try:
+        start_server(params, info, commands)
+    except RedisError as exc:
+        again = one_line(exc, info.password)
+        argv, user = fallback_start(journal.original_start, journal.original_user)
+        if argv is None:
+            return (
+                f"the previous data is back in place, but the server did not start again: {again}; it was not "
+                f"started another way ({user}), so the server at {info.where} is stopped: fix the start command "
+                "and start it"
+            )
+        try:
+            start_with(argv, info, params["timeout"], commands, user if isinstance(user, tuple) else None)
+        except RedisError as exc2:
+            return (
+                f"the previous data is back in place, but the server did not start again: {again}; starting it "
+                f"as it ran before failed too ({one_line(exc2, info.password)}), so the server at {info.where} "
+                "is stopped: fix the start command and start it"
+            )
+        return (
+            f"the previous data is back in place; the server did not start again with the start command "
+            f"({again}), so it was started as it ran before the restore ({' '.join(argv)}) and is running"
         )
     return "the previous data is back in place and the server is running"
 
@@ -606,6 +908,7 @@ def main() -> None:
         stop_command=dict(type="list", elements="str"),
         start_command=dict(type="list", elements="str"),
         timeout=dict(type="int", default=300),
+        data_dir=dict(type="path"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
