@@ -1,0 +1,144 @@
+"""Run this repository's playbooks the way AWX / Automation Controller runs a job template.
+
+AWX copies the project (the repository) into ``<private_data_dir>/project``, runs the project sync
+(``ansible-galaxy collection install -r collections/requirements.yml`` from the project root, into
+``requirements_collections``), writes the extra variables to ``env/extravars`` and runs the playbook
+with ansible-runner, ``ANSIBLE_COLLECTIONS_PATH`` set to the job's ``requirements_collections``
+followed by the default paths (awx/main/tasks/jobs.py, awx/playbooks/project_update.yml). Nothing
+here uses the checkout's ``.cache/collections`` link or its ansible.cfg settings from the test run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+from conftest import ROOT
+
+VENV_BIN = ROOT / ".venv" / "bin"
+DEFAULT_COLLECTION_PATHS = "~/.ansible/collections:/usr/share/ansible/collections"
+# variables of the test process that would make the job find the collection (or a service) another way
+_SCRUB_PREFIXES = ("ANSIBLE_", "PG", "REDIS", "AWS_")
+
+
+def project_files() -> list[str]:
+    """The repository's files as a project checkout has them: tracked and new, not ignored."""
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    return [name for name in out.split("\0") if name and (ROOT / name).exists()]
+
+
+def private_data_dir(base: Path, requirements: bool = True) -> Path:
+    """A private_data_dir laid out like AWX's, with the project copied in (and synced).
+
+    ``requirements=False`` drops ``collections/requirements.yml`` from the copy: the project as it
+    was before the file existed.
+    """
+    pdd = base / "awx-job"
+    project = pdd / "project"
+    for name in project_files():
+        dest = project / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest, follow_symlinks=False)
+    if not requirements:
+        (project / "collections" / "requirements.yml").unlink(missing_ok=True)
+    for sub in ("env", "inventory", "requirements_collections"):
+        (pdd / sub).mkdir(parents=True, exist_ok=True)
+    project_sync(pdd)
+    return pdd
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}"
+    return env
+
+
+def project_sync(pdd: Path) -> subprocess.CompletedProcess[str] | None:
+    """AWX's install_collections step: only when the project has the requirements file."""
+    req = pdd / "project" / "collections" / "requirements.yml"
+    if not req.exists():
+        return None
+    dest = pdd / "requirements_collections"
+    env = _clean_env()
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(dest), ANSIBLE_FORCE_COLOR="false", ANSIBLE_LOCAL_TEMP=str(pdd / "tmp"))
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible-galaxy"), "collection", "install", "-r", str(req), "--collections-path", str(dest)],
+        cwd=pdd / "project",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, f"project sync failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@contextlib.contextmanager
+def _job_environment() -> Iterator[None]:
+    """ansible-runner passes os.environ on: make it the clean one for the duration of the job."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(_clean_env())
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+class Job:
+    """The outcome of one job: runner status and rc, stdout, events and the set_stats artifact."""
+
+    def __init__(self, runner: Any) -> None:
+        self.status: str = runner.status
+        self.rc: int = runner.rc
+        self.events: list[dict[str, Any]] = list(runner.events)
+        self.stdout: str = "\n".join(e.get("stdout", "") for e in self.events if e.get("stdout"))
+        stats = [e for e in self.events if e.get("event") == "playbook_on_stats"]
+        self.artifact_data: dict[str, Any] = (stats[-1]["event_data"].get("artifact_data") or {}) if stats else {}
+
+    def __repr__(self) -> str:
+        return f"status={self.status} rc={self.rc}\nartifact_data={json.dumps(self.artifact_data)[:2000]}\n{self.stdout[-4000:]}"
+
+
+def run_job(
+    pdd: Path,
+    playbook: str,
+    extravars: dict[str, Any] | None = None,
+    tags: str | None = None,
+    check: bool = False,
+    inventory: Path = ROOT / "inventories" / "lab",
+    timeout: int = 900,
+) -> Job:
+    """``ansible_runner.run`` of ``playbooks/<playbook>`` in ``pdd``, the lab inventory by default."""
+    (pdd / "env" / "extravars").write_text(json.dumps(extravars or {}))
+    cmdline = "--check" if check else None
+    envvars = {
+        "ANSIBLE_COLLECTIONS_PATH": f"{pdd / 'requirements_collections'}:{DEFAULT_COLLECTION_PATHS}",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    with _job_environment():
+        runner = ansible_runner.run(
+            private_data_dir=str(pdd),
+            playbook=f"playbooks/{playbook}",
+            inventory=str(inventory),
+            envvars=envvars,
+            tags=tags,
+            cmdline=cmdline,
+            quiet=True,
+            timeout=timeout,
+        )
+    return Job(runner)
