@@ -143,6 +143,7 @@ def run_module(
     diff: bool = False,
     env: dict[str, str] | None = None,
     timeout: float = 120,
+    python: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run module ``runbook.stack.<name>`` with ``args`` as Ansible would run it on the target.
 
@@ -153,6 +154,11 @@ def run_module(
     ansible_collections.runbook.stack.plugins.modules.<name> <file>`` and
     ``PYTHONPATH=.cache/collections``. PG*/REDIS*/AWS_* variables of the test process are not
     passed on, so a connection only works through ``args`` or an explicit ``env``.
+
+    ``python``: another interpreter (a managed host's Python, e.g. a venv with the oldest supported
+    libraries). Only the module's own libraries need to be installed in it: it gets the controller's
+    ``ansible`` package through a link on PYTHONPATH, as AnsiballZ ships ``ansible.module_utils``
+    inside the module's payload.
 
     Returns the module's JSON result plus ``_rc``, ``_stdout`` and ``_stderr``. Raises
     ``ModuleCrashed`` when the module prints no JSON result (a traceback, a hang, a bad exit).
@@ -183,8 +189,16 @@ def run_module(
         }
         args_file = Path(tmp) / "args.json"
         args_file.write_text(json.dumps(payload))  # the directory is 0700: secrets stay private
+        extra_env = dict(env or {})
+        if python is not None:
+            import ansible
+
+            shipped = Path(tmp) / "shipped"
+            shipped.mkdir()
+            (shipped / "ansible").symlink_to(Path(ansible.__file__).parent)
+            extra_env["PYTHONPATH"] = f"{COLLECTIONS_PATH}{os.pathsep}{shipped}"
         cmd = [
-            str(PYTHON),
+            str(python or PYTHON),
             "-m",
             f"ansible_collections.runbook.stack.plugins.modules.{name}",
             str(args_file),
@@ -193,7 +207,7 @@ def run_module(
             proc = subprocess.run(
                 cmd,
                 cwd=tmp,
-                env=module_env(env),
+                env=module_env(extra_env),
                 capture_output=True,
                 text=True,
                 timeout=timeout,
