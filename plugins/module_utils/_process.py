@@ -4,9 +4,9 @@
 
 - ``die_with_parent`` (a ``preexec_fn``): the child tool gets SIGTERM when the module process dies,
   even by SIGKILL, so no orphaned pg_dump keeps writing into a set that was abandoned.
-- ``terminate_on_signals``: SIGTERM / SIGHUP / SIGINT raise SystemExit inside the block, so the
-  module's cleanup (removing a partial backup set, dropping a temporary database) runs when Ansible
-  or an operator stops it. It also watches the controller (``ControllerWatch``): when nobody can
+- ``terminate_on_signals`` (a block) / ``stop_on_signals`` (from now on): SIGTERM / SIGHUP / SIGINT
+  raise ``Interrupted`` (a SystemExit), so the module's cleanup (removing a partial backup set,
+  dropping a temporary database) runs when Ansible or an operator stops it. It also watches the controller (``ControllerWatch``): when nobody can
   read the module's result any more, the module stops the same way, within about a second.
 
 Why the watch: killing ansible-playbook with SIGKILL (what ansible-runner, hence AWX, does on cancel)
@@ -30,7 +30,7 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 _PR_SET_PDEATHSIG = 1
 WATCH_INTERVAL = 0.5  # seconds between two looks at the controller
@@ -167,12 +167,13 @@ class ControllerWatch:
             self._thread.join(timeout=5)
 
 
-@contextlib.contextmanager
-def terminate_on_signals(watch_controller: bool = True, interval: float = WATCH_INTERVAL) -> Iterator[None]:
-    """SIGTERM / SIGHUP / SIGINT raise ``Interrupted`` inside the block (main thread only).
+def stop_on_signals(watch_controller: bool = True, interval: float = WATCH_INTERVAL) -> Callable[[], None]:
+    """From now on SIGTERM / SIGHUP / SIGINT raise ``Interrupted`` (main thread only); returns the
+    function that puts the previous handlers back and ends the watch.
 
     With ``watch_controller`` a ``ControllerWatch`` on stdout turns the loss of the controller into
-    the same SIGTERM, so the block stops within about ``interval`` seconds after it."""
+    the same SIGTERM, so the module stops within about ``interval`` seconds after it. A module whose
+    work is one long ``try`` block in main() calls this before it and catches ``Interrupted``."""
     watch = ControllerWatch(1, interval)
 
     def _raise(signum: int, _frame: object) -> None:
@@ -180,14 +181,23 @@ def terminate_on_signals(watch_controller: bool = True, interval: float = WATCH_
             raise Interrupted(f"interrupted: {watch.reason}")
         raise Interrupted(f"interrupted by signal {signal.Signals(signum).name}")
 
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        previous[sig] = signal.signal(sig, _raise)
+    previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     if watch_controller:
         watch.start()
-    try:
-        yield
-    finally:
+
+    def restore() -> None:
         watch.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+    return restore
+
+
+@contextlib.contextmanager
+def terminate_on_signals(watch_controller: bool = True, interval: float = WATCH_INTERVAL) -> Iterator[None]:
+    """``stop_on_signals()`` for the block only."""
+    restore = stop_on_signals(watch_controller, interval)
+    try:
+        yield
+    finally:
+        restore()

@@ -181,6 +181,7 @@ steps:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import BackupSetError
+from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, stop_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     BOTO3_IMPORT_ERROR,
     HAS_BOTO3,
@@ -208,6 +209,7 @@ def main() -> None:
     if not HAS_BOTO3:
         module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
     p = module.params
+    stop_on_signals()  # SIGTERM, SIGINT, SIGHUP or a vanished controller: clean up as on any failure
     try:
         src = open_s3_root(p["src"], conn_info(p), p["concurrency"])
         result = download_set(
@@ -221,7 +223,7 @@ def main() -> None:
             part_size=p["part_size"],
             check_mode=module.check_mode,
         )
-    except (BackupSetError, S3Error, OSError) as exc:
+    except (BackupSetError, S3Error, OSError, Interrupted) as exc:
         module.fail_json(
             msg=f"cannot download {p['kind']} backup {p['backup_id']} of {p['source']!r} from {p['src']}: {exc}"
         )

@@ -227,6 +227,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     find_set,
     open_set_path,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, stop_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     BOTO3_IMPORT_ERROR,
     HAS_BOTO3,
@@ -275,6 +276,7 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
     p = module.params
     what = p["path"] or f"{p['kind']} backup {p['backup_id']} of {p['source']!r} under {p['src_root']}"
+    stop_on_signals()  # SIGTERM, SIGINT, SIGHUP or a vanished controller: clean up as on any failure
     try:
         backup_set = local_set(p)
         what = f"backup set {backup_set.location}"
@@ -288,7 +290,7 @@ def main() -> None:
             verify_local=p["verify_local"],
             check_mode=module.check_mode,
         )
-    except (BackupSetError, S3Error, OSError) as exc:
+    except (BackupSetError, S3Error, OSError, Interrupted) as exc:
         module.fail_json(msg=f"cannot upload {what} to {p['dest']}: {exc}")
     module.exit_json(**result)
 

@@ -289,6 +289,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     find_set,
     iter_sets,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, stop_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     BOTO3_IMPORT_ERROR,
     DEFAULT_MULTIPART_THRESHOLD,
@@ -381,6 +382,7 @@ def main() -> None:
     done = dict(copied=0, deleted=0, kept=0)
     keeping: dict[str, Any] = dict(keep_prefix=None, kept_location=None)
     result: dict[str, Any] = {}
+    stop_on_signals()  # SIGTERM, SIGINT, SIGHUP or a vanished controller: report what was kept, as on any failure
     try:
         check_options(p)
         root, kind = split_backup_prefix(p["backup_prefix"])
@@ -477,7 +479,7 @@ def main() -> None:
             if problems:
                 raise S3Error(f"verification failed, the target does not match the snapshot: {shown(problems)}")
             result["verified"] = len(entries)
-    except (S3Error, BackupSetError, OSError) as exc:
+    except (S3Error, BackupSetError, OSError, Interrupted) as exc:
         where = keeping["kept_location"]
         if where and done["kept"]:
             kept = f"; the {done['kept']} objects it replaces or deletes were kept under {where} before any change"

@@ -182,9 +182,8 @@ steps:
   sample: {"list_s": 0.41, "copy_s": 4.12, "manifest_s": 0.09}
 """
 
-import signal
 import time
-from typing import Any, NoReturn
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -198,6 +197,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     source_dirname,
     utcnow,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, stop_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     BOTO3_IMPORT_ERROR,
     DEFAULT_MULTIPART_THRESHOLD,
@@ -221,14 +221,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     split_backup_prefix,
     translate,
 )
-
-
-class Interrupted(Exception):
-    """SIGTERM (Ansible's timeout, a stopped job): clean up like on any other failure."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> NoReturn:
-    raise Interrupted(f"interrupted by signal {signum}")
 
 
 def allocate_set(cli: Any, info: Any, backup_bucket: str, backup_prefix: str, bucket: str) -> tuple[Any, str]:
@@ -390,13 +382,13 @@ def main() -> None:
 
     t0 = time.monotonic()
     run: Snapshot | None = None
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    stop_on_signals()  # SIGTERM, SIGINT, SIGHUP or a vanished controller: clean up as on any failure
     try:
         run = Snapshot(module.params)
         run.plan()
         if not module.check_mode:
             run.copy_and_seal()
-    except (S3Error, BackupSetError, OSError, Interrupted, KeyboardInterrupt) as exc:
+    except (S3Error, BackupSetError, OSError, Interrupted) as exc:
         msg = f"cannot snapshot bucket {module.params['bucket']!r}"
         extra: dict[str, Any] = {}
         if run is not None:
