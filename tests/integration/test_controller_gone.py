@@ -15,6 +15,7 @@ are gone and the partial backup set was removed.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -24,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import COLLECTIONS_PATH, ROOT, pg_connect, psql
+import test_backup_upload_download as transfer
+from conftest import COLLECTIONS_PATH, PYTHON, ROOT, module_env, pg_connect, psql
 
 from ansible_collections.runbook.stack.plugins.module_utils._process import parent_pid
 
 STOP_WITHIN = 15  # seconds
+s3cli = transfer.s3cli  # fixtures: the lab's S3 client and a fresh bucket
+bucket = transfer.bucket
 
 
 def processes_with(text: str) -> dict[int, str]:
@@ -157,3 +161,47 @@ def test_stopping_ansible_playbook_stops_the_backup_and_removes_the_partial_set(
             os.killpg(controller.pid, signal.SIGKILL)
         controller.wait()
         log.close()
+
+
+def test_download_stops_and_removes_its_partial_directory_when_nobody_reads_its_output(
+    lab, module, s3cli, bucket, tmp_path
+):
+    """The module's output pipe loses its reader (a worker that died, an ssh session that dropped):
+    backup_download stops within a second or two and leaves neither the set nor its .partial-*."""
+    files = {f"data/{n}.bin": os.urandom(2 * transfer.MIB) for n in range(60)}
+    writer = transfer.make_set(tmp_path / "src", files)
+    src = f"s3://{bucket}/p"
+    assert (
+        module("backup_upload", transfer.conn(lab, path=writer.path, dest=src) | transfer.tuning())["changed"] is True
+    )
+    dest_root = tmp_path / "dst"
+    source_dir = dest_root / "postgresql" / "app"
+    work = tmp_path / "work"
+    work.mkdir()
+    args_file = work / "args.json"
+    args = transfer.conn(lab, src=src, kind="postgresql", source="app", dest_root=str(dest_root))
+    args |= transfer.tuning(concurrency=1)
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": False}}))
+    args_file.chmod(0o600)
+    proc = subprocess.Popen(
+        [str(PYTHON), "-m", "ansible_collections.runbook.stack.plugins.modules.backup_download", str(args_file)],
+        cwd=work,
+        env=module_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_until(lambda: source_dir.is_dir() and any(source_dir.glob("*.partial-*/data/*.bin")), 60), (
+            "the download did not start"
+        )
+        proc.stdout.close()  # the controller is gone: nobody will read the result
+        t0 = time.monotonic()
+        proc.wait(timeout=STOP_WITHIN)
+        stopped_s = time.monotonic() - t0
+        assert list(source_dir.iterdir()) == [], (
+            f"the download went on for {stopped_s:.1f} s without a reader: {list(source_dir.iterdir())}"
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
