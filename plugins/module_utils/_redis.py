@@ -668,3 +668,15 @@ def process_owner(status_text: str) -> tuple[int, int] | None:
     if "Uid" in ids and "Gid" in ids:
         return ids["Uid"], ids["Gid"]
     return None
+
+
+def state_home(env: dict[str, str] | None = None) -> str:
+    """$XDG_STATE_HOME, else ~/.local/state: where redis_restore notes the data directory of a restore
+    in progress, so that a rerun finds its journal while the server is down (and cannot be asked)."""
+    env = dict(os.environ) if env is None else env
+    return env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+
+
+def locator_path(home: str, host: str, port: int) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{host}-{port}")
+    return os.path.join(home, "runbook.stack", f"redis-restore-{name}.json")

@@ -47,15 +47,17 @@ description:
     nothing changed; it does not wait for O(timeout).
   - "Interrupted restores: before the stop, the module writes a journal
     C(<dir>/.runbook-redis-restore-<login_port>.json) (the data paths, the names of the kept files, how
-    the server ran) and removes it once the restore or its roll-back is done. A restore killed with
+    the server ran) and removes it once the restore or its roll-back is done (a journal of a run that is
+    still alive makes another run refuse). A restore killed with
     SIGKILL (or a host that crashed) can leave the server stopped, its RDB file already renamed to
     C(<dbfilename>.pre-restore-<backup_id>) and a partial temporary copy beside it. A rerun of the same set
     with O(data_dir) that finds the server down and this journal finishes that restore: it removes the
     partial files and what the interrupted run had installed, installs the verified RDB again, starts the
     server and compares the key counts (RV(resumed) is true, and a warning says that the server was down).
-    The file the interrupted run kept stays where it is and is returned as RV(previous_file)."
-  - When the server is down and there is no such journal (or O(data_dir) is not set), the module fails
-    with a message that says that Redis at C(host:port) is down and how to go on; it changes nothing.
+    The file the interrupted run kept stays where it is and is returned as RV(previous_file). The journal is
+    found through a note in the user's state directory, or through O(data_dir)."
+  - When the server is down and there is no such journal, the module fails with a message that says that
+    Redis at C(host:port) is down and how to go on; it changes nothing.
   - The module must run on the Redis host, as a user that may write the Redis data directory and run the
     stop and start commands. O(login_host) and O(login_port) must reach that server.
 author:
@@ -129,9 +131,11 @@ options:
   data_dir:
     description:
       - The server's data directory (C(CONFIG GET dir)), where the journal of a restore in progress is kept.
-      - Only needed to finish a restore that was interrupted while the server was stopped (the server
-        cannot be asked for its directory then). When the server answers, the directory it reports is
-        used and must be this one.
+      - Rarely needed. While a restore runs, the module also notes its data directory in
+        C($XDG_STATE_HOME/runbook.stack/redis-restore-<login_host>-<login_port>.json) (default
+        C(~/.local/state)) of the user it runs as, so a rerun as the same user finds an interrupted
+        restore without this option; set it when the rerun runs as another user or that note is lost.
+      - When the server answers, the directory it reports is used and must be this one.
     type: path
 notes:
   - O(db) is not used; a restore always replaces every database of the server.
@@ -166,7 +170,7 @@ EXAMPLES = r"""
     start_command: [redis-server, /etc/redis/6380.conf]
     timeout: 600
 
-- name: Restore a set, and finish it on a rerun if an earlier attempt was killed while Redis was stopped
+- name: Finish a restore that was killed while Redis was stopped (rerun as another user than the first run)
   runbook.stack.redis_restore:
     backup_root: /var/backups/runbook
     backup_id: 20261122T020000Z
@@ -265,6 +269,7 @@ duration_s:
   sample: 4.7
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -306,6 +311,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     describe,
     journal_bytes,
     journal_path,
+    locator_path,
     original_start,
     parse_journal,
     parse_keyspace,
@@ -316,6 +322,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     redis_argument_spec,
     redis_cli_env,
     restore_leftovers,
+    state_home,
     total_keys,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
@@ -655,16 +662,33 @@ def read_journal(path: str) -> Journal | None:
     return parse_journal(data, path)
 
 
-def write_journal(journal: Journal) -> str:
+def write_journal(journal: Journal, info: ConnInfo) -> str:
+    """The journal in the data directory, and a note of where it is in the user's state directory."""
     path = journal_path(journal.paths.dir, journal.port)
     write_file_atomic(path, journal_bytes(journal))
+    locator = locator_path(state_home(), info.host, info.port)
+    os.makedirs(os.path.dirname(locator), mode=0o700, exist_ok=True)
+    write_file_atomic(locator, json.dumps({"data_dir": journal.paths.dir}).encode())
     return path
 
 
-def drop_journal(path: str) -> None:
+def drop_journal(path: str, info: ConnInfo) -> None:
     if os.path.lexists(path):
         os.unlink(path)
         fsync_dir(os.path.dirname(path))
+    if journal_dir(info) == os.path.dirname(path):
+        os.unlink(locator_path(state_home(), info.host, info.port))
+
+
+def journal_dir(info: ConnInfo) -> str | None:
+    """The data directory of the last restore into this server that did not end, as noted in the
+    user's state directory; None when there is no note."""
+    try:
+        with open(locator_path(state_home(), info.host, info.port), "rb") as fh:
+            found = json.loads(fh.read()).get("data_dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(found) if found else None
 
 
 def restore_running(pid: int) -> bool:
@@ -696,22 +720,21 @@ def down_message(params: dict[str, Any], info: ConnInfo, cause: str, found: str)
 def interrupted_restore(params: dict[str, Any], info: ConnInfo, bset: BackupSet, cause: str) -> tuple[Journal, str]:
     """The journal of an interrupted restore of this set into this (stopped) server; RedisError that
     says the server is down when there is none to finish."""
-    if not params["data_dir"]:
+    data_dir = params["data_dir"] or journal_dir(info)
+    if not data_dir:
         raise RedisError(
             down_message(
                 params,
                 info,
                 cause,
-                "this module cannot look for an interrupted restore to finish without data_dir "
-                "(the server's data directory, CONFIG GET dir)",
+                "no restore of it that was interrupted is known here (when one ran as another user, "
+                "set data_dir to the server's data directory to finish it)",
             )
         )
-    path = journal_path(params["data_dir"], info.port)
+    path = journal_path(data_dir, info.port)
     journal = read_journal(path)
     if journal is None:
-        raise RedisError(
-            down_message(params, info, cause, f"no interrupted restore of it was found in {params['data_dir']}")
-        )
+        raise RedisError(down_message(params, info, cause, f"no interrupted restore of it was found in {data_dir}"))
     check_not_running(journal, path)
     if (journal.backup_id, journal.source) != (bset.backup_id, bset.source_dir):
         raise RedisError(
@@ -809,13 +832,13 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, w
         original_user=server.original_user,
     )
     with steps.step("record the restore in progress"):
-        jpath = write_journal(journal)
+        jpath = write_journal(journal, info)
     if not resumed:
         try:
             with steps.step("stop the server"):
                 stop_server(params, info, commands)
         except BaseException as exc:
-            drop_journal(jpath)
+            drop_journal(jpath, info)
             raise RedisError(f"{exc}; nothing was changed") from None
     try:
         if resumed:
@@ -842,7 +865,7 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, w
         cause = str(exc) or type(exc).__name__
         back = roll_back(params, info, swap, commands, journal, jpath)
         raise RedisError(f"{cause}; {back}") from None
-    drop_journal(jpath)
+    drop_journal(jpath, info)
     result.update(
         previous_file=swap.kept_file,
         previous_aof=swap.kept_aof,
@@ -870,7 +893,7 @@ def roll_back(
             f"putting the previous data back failed too ({one_line(exc, info.password)}); "
             f"the previous files are kept as: {kept}; the server at {info.where} is {state}"
         )
-    drop_journal(jpath)
+    drop_journal(jpath, info)
     try:
         start_server(params, info, commands)
     except RedisError as exc:

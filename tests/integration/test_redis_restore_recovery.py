@@ -43,6 +43,22 @@ BIG_DB = 2
 BIG_KEYS = 160  # 160 MiB of random values: the copy into the data directory takes a while
 
 
+@pytest.fixture
+def restore(module, tmp_path):
+    """redis_restore with its own state directory ($XDG_STATE_HOME), not the user's."""
+    state_dir = tmp_path / "state"
+
+    def run(args: dict, **kwargs) -> dict:
+        return module("redis_restore", args, env={"XDG_STATE_HOME": str(state_dir)}, **kwargs)
+
+    run.state_dir = state_dir
+    return run
+
+
+def locator(restore, server: Server) -> Path:
+    return restore.state_dir / "runbook.stack" / f"redis-restore-127.0.0.1-{server.port}.json"
+
+
 def journal(server: Server) -> Path:
     return server.dir / f".runbook-redis-restore-{server.port}.json"
 
@@ -71,7 +87,13 @@ def seed_big(server: Server) -> str:
     return digest
 
 
-def test_restore_killed_while_copying_is_finished_by_a_rerun(module, module_argv, redis_server, tmp_backup_root):  # noqa: F811
+def test_restore_killed_while_copying_is_finished_by_a_rerun(
+    module,
+    restore,
+    module_argv,  # noqa: F811
+    redis_server,  # noqa: F811
+    tmp_backup_root,
+):
     server = redis_server()
     seed(server)
     big = seed_big(server)
@@ -83,7 +105,8 @@ def test_restore_killed_while_copying_is_finished_by_a_rerun(module, module_argv
 
     # the restore, killed with SIGKILL as soon as its temporary copy of the snapshot appears
     argv = module_argv("redis_restore", server.restore_args(path=snap["path"], timeout=60))
-    proc = subprocess.Popen(argv, env=module_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = module_env({"XDG_STATE_HOME": str(restore.state_dir)})
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while not partial_files(server):
@@ -105,16 +128,17 @@ def test_restore_killed_while_copying_is_finished_by_a_rerun(module, module_argv
     partial = partial_files(server)
     assert len(partial) == 1
     assert (server.dir / partial[0]).stat().st_size < Path(snap["path"], "dump.rdb").stat().st_size
-    assert journal(server).exists()
+    assert journal(server).exists() and locator(restore, server).exists()
 
-    # without data_dir the module cannot find the interrupted restore: it says Redis is down
+    # run as another user (no note of the restore in its state directory) and without data_dir, the
+    # module cannot find the interrupted restore: it says that Redis is down
     res = module("redis_restore", server.restore_args(path=snap["path"], connect_timeout=2))
     assert res["_rc"] != 0 and res.get("failed")
     assert f"Redis at 127.0.0.1:{server.port} is down" in res["msg"] and "data_dir" in res["msg"], res["msg"]
     no_traceback(res)
     assert partial_files(server) == partial and not (server.dir / "dump.rdb").exists()
 
-    # check mode predicts the finish and changes nothing
+    # with data_dir, check mode predicts the finish and changes nothing
     plan = module("redis_restore", server.restore_args(path=snap["path"], data_dir=str(server.dir)), check_mode=True)
     assert plan["_rc"] == 0, plan
     assert plan["resumed"] is True and plan["changed"] is True
@@ -122,8 +146,8 @@ def test_restore_killed_while_copying_is_finished_by_a_rerun(module, module_argv
     assert plan["previous_file"] == str(kept)
     assert port_closed(server) and partial_files(server) == partial and not (server.dir / "dump.rdb").exists()
 
-    # the rerun finishes the restore
-    res = module("redis_restore", server.restore_args(path=snap["path"], data_dir=str(server.dir)), timeout=300)
+    # the same rerun as the killed run (the restore is noted in its state directory) finishes it
+    res = restore(server.restore_args(path=snap["path"]), timeout=300)
     assert res["_rc"] == 0, res
     assert res["resumed"] is True and res["changed"] is True
     assert f"Redis at 127.0.0.1:{server.port} is down" in json.dumps(res.get("warnings")), res
@@ -136,22 +160,26 @@ def test_restore_killed_while_copying_is_finished_by_a_rerun(module, module_argv
     assert partial_files(server) == []
     assert kept.exists() and b"damaged:marker" in kept.read_bytes()  # the previous data is still kept
     assert kept_files(server) == [kept.name]
-    assert not journal(server).exists()
+    assert not journal(server).exists() and not locator(restore, server).exists()
 
 
-def test_server_that_is_down_is_reported_as_down(module, snapped):  # noqa: F811
+def test_server_that_is_down_is_reported_as_down(restore, snapped):  # noqa: F811
     server, snap, _damaged = snapped
     server.client().shutdown(save=True)
     deadline = time.monotonic() + 10
     while not port_closed(server) and time.monotonic() < deadline:
         time.sleep(0.05)
     dump = (server.dir / "dump.rdb").read_bytes()
-    res = module("redis_restore", server.restore_args(path=snap["path"], data_dir=str(server.dir), connect_timeout=2))
-    assert res["_rc"] != 0 and res.get("failed")
-    assert f"Redis at 127.0.0.1:{server.port} is down" in res["msg"], res["msg"]
-    assert f"no interrupted restore of it was found in {server.dir}" in res["msg"], res["msg"]
-    assert "redis-server" in res["msg"]  # how to start it
-    no_traceback(res)
+    for extra, found in (
+        ({}, "no restore of it that was interrupted is known here"),
+        ({"data_dir": str(server.dir)}, f"no interrupted restore of it was found in {server.dir}"),
+    ):
+        res = restore(server.restore_args(path=snap["path"], connect_timeout=2, **extra))
+        assert res["_rc"] != 0 and res.get("failed")
+        assert f"Redis at 127.0.0.1:{server.port} is down" in res["msg"], res["msg"]
+        assert found in res["msg"], res["msg"]
+        assert f"Start it ({' '.join(server.start_command)})" in res["msg"], res["msg"]  # how to go on
+        no_traceback(res)
     assert port_closed(server)
     assert (server.dir / "dump.rdb").read_bytes() == dump and kept_files(server) == []
 
@@ -161,9 +189,9 @@ def test_server_that_is_down_is_reported_as_down(module, snapped):  # noqa: F811
 # ------------------------------------------------------------------------------------------------
 
 
-def test_failing_start_command_says_the_data_is_back_and_starts_the_server_as_it_ran(module, snapped):  # noqa: F811
+def test_failing_start_command_says_the_data_is_back_and_starts_the_server_as_it_ran(restore, snapped):  # noqa: F811
     server, snap, damaged = snapped
-    res = module("redis_restore", server.restore_args(path=snap["path"], start_command=["false"]))
+    res = restore(server.restore_args(path=snap["path"], start_command=["false"]))
     assert res["_rc"] != 0 and res.get("failed")
     assert "the start command false failed (rc 1)" in res["msg"], res["msg"]
     assert "the previous data is back in place" in res["msg"], res["msg"]
@@ -189,7 +217,9 @@ class ArgvServer(Server):
         return argv
 
 
-def test_failing_start_command_without_a_way_back_says_the_server_is_stopped(module, tmp_path, tmp_backup_root):
+def test_failing_start_command_without_a_way_back_says_the_server_is_stopped(
+    module, restore, tmp_path, tmp_backup_root
+):
     server = ArgvServer(tmp_path, aof=False)
     try:
         seed(server)
@@ -197,7 +227,7 @@ def test_failing_start_command_without_a_way_back_says_the_server_is_stopped(mod
         assert snap["_rc"] == 0, snap
         damage(server)
         damaged = state(server)
-        res = module("redis_restore", server.restore_args(path=snap["path"], start_command=["false"]))
+        res = restore(server.restore_args(path=snap["path"], start_command=["false"]))
         assert res["_rc"] != 0 and res.get("failed")
         assert "the start command false failed (rc 1)" in res["msg"], res["msg"]
         assert "the previous data is back in place, but the server did not start again" in res["msg"], res["msg"]
@@ -212,11 +242,11 @@ def test_failing_start_command_without_a_way_back_says_the_server_is_stopped(mod
 
 
 @pytest.mark.parametrize("stop_command", [["/nonexistent/cmd", "stop"], ["false"]], ids=["not-found", "exits-1"])
-def test_stop_command_that_cannot_stop_fails_fast(module, snapped, stop_command):  # noqa: F811
+def test_stop_command_that_cannot_stop_fails_fast(restore, snapped, stop_command):  # noqa: F811
     server, snap, damaged = snapped
     pid = server.pid
     started = time.monotonic()
-    res = module("redis_restore", server.restore_args(path=snap["path"], stop_command=stop_command, timeout=60))
+    res = restore(server.restore_args(path=snap["path"], stop_command=stop_command, timeout=60))
     assert time.monotonic() - started < 20, "the module waited for the timeout (60 s)"
     assert res["_rc"] != 0 and res.get("failed")
     rc = 127 if stop_command[0].startswith("/nonexistent") else 1
