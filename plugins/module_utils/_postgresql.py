@@ -208,6 +208,11 @@ def database_exists(conn: Any, name: str) -> bool:
     return bool(query(conn, "SELECT 1 FROM pg_database WHERE datname = %s", [name]))
 
 
+def databases_oldest_first(conn: Any) -> list[str]:
+    """Every database of the server in creation order (by OID, which a rename keeps)."""
+    return [row[0] for row in query(conn, "SELECT datname FROM pg_database ORDER BY oid")]
+
+
 # ---------------------------------------------------------------------------------------------
 # client tools
 # ---------------------------------------------------------------------------------------------

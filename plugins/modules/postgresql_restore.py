@@ -23,6 +23,17 @@ description:
     keeps one already) and the restored one renamed into place. Any failure before the
     swap drops the temporary database and leaves the live database as it was; a failure during the swap
     renames the live database back.
+  - A temporary database C(<name>_restore_<id>) that an interrupted restore of O(name) left behind (of
+    any set) is dropped before the restore starts: it only ever holds data restored from a backup, the
+    live database never carries such a name. It is returned in RV(restore.dropped).
+  - Kept databases are limited by O(keep_previous_count): after a successful restore that replaced an
+    existing database, the oldest C(<name>_pre_restore_*) copies beyond that number (counting the one
+    just kept, which is never dropped) are dropped and returned in RV(restore.dropped). Oldest means
+    created first (the database OID, which a rename keeps). Nothing is dropped by retention when
+    O(name) did not exist before the restore: a restore that stopped during its swap leaves the
+    replaced database only as its newest copy.
+  - A failure message names the copies earlier restores kept and any temporary database left over,
+    and says when O(name) is missing while a copy of it is kept.
   - With O(strategy=in_place) the live database is dropped and re-created before C(pg_restore) runs.
     Use it only where the server has no room for two copies; it requires O(keep_previous=false) as the
     explicit acknowledgement that the current contents are discarded. The set is still fully verified
@@ -82,6 +93,16 @@ options:
         a successful swap (false).
     type: bool
     default: true
+  keep_previous_count:
+    description:
+      - How many C(<name>_pre_restore_<id>[_<N>]) databases to keep at most after a successful
+        restore that replaced O(name), counting the one this run kept; the oldest beyond it are dropped.
+      - V(0) keeps every copy (no retention).
+      - Only copies whose name is exactly O(name) followed by that suffix are counted or dropped: a
+        name cut to PostgreSQL's 63-byte limit could be shared by two databases, so such copies are
+        never dropped automatically.
+    type: int
+    default: 2
   jobs:
     description: Parallel C(pg_restore) jobs and row-count workers. Defaults to min(4, number of CPUs).
     type: int
@@ -171,6 +192,19 @@ restore:
       description: Row count per table, verified against the manifest (check mode, from the manifest).
       type: dict
       sample: {"public.orders": 120000}
+    dropped:
+      description:
+        - Databases dropped (in check mode, that would be dropped) besides the replaced one when
+          O(keep_previous=false) - temporary databases left over by interrupted restores and kept copies
+          beyond O(keep_previous_count).
+      type: list
+      elements: str
+      sample: [app_restore_20261121t020000z, app_pre_restore_20261120t020000z]
+    kept_copies:
+      description: The C(<name>_pre_restore_*) databases there are after the restore (oldest first).
+      type: list
+      elements: str
+      sample: [app_pre_restore_20261121t020000z, app_pre_restore_20261122t020000z]
     steps:
       description: Steps taken (or planned), in order, each with its duration in seconds.
       type: list
@@ -191,6 +225,7 @@ duration_s:
 """
 
 import os
+import re
 import time
 from typing import Any, Callable
 
@@ -201,7 +236,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSetError,
     Steps,
     find_set,
-    keep_name,
     open_set_path,
     open_storage,
 )
@@ -218,6 +252,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     count_rows_parallel,
     create_database_sql,
     database_exists,
+    databases_oldest_first,
     default_jobs,
     drop_database,
     error_text,
@@ -251,12 +286,71 @@ def temp_name(name: str, backup_id: str) -> str:
 
 def previous_name(name: str, backup_id: str, taken: Callable[[str], bool] = lambda _name: False) -> str:
     """``<name>_pre_restore_<id>``, or with ``_2``, ``_3``... when an earlier restore of the same set
-    already keeps a database under that name (it is never dropped or overwritten)."""
+    already keeps a database under that name (it is never dropped or overwritten). The number goes on
+    after the highest one taken, also when retention dropped lower ones: the highest is the newest."""
     suffix = f"_pre_restore_{backup_id.lower()}"
-    kept, last = keep_name(lambda more: derived_name(name, suffix + more), taken, "_", 99)
-    if last is not None:
-        raise PostgresError(f"databases {kept} to {last} all exist; drop the ones no longer needed")
-    return kept
+    first = derived_name(name, suffix)
+    highest = max((n for n in range(2, 100) if taken(derived_name(name, f"{suffix}_{n}"))), default=0)
+    if not highest:
+        return derived_name(name, f"{suffix}_2") if taken(first) else first
+    if highest == 99:
+        last = derived_name(name, f"{suffix}_99")
+        raise PostgresError(f"database {last} exists, the last name for a kept copy; drop the ones no longer needed")
+    return derived_name(name, f"{suffix}_{highest + 1}")
+
+
+_ID = r"[0-9]{8}t[0-9]{6}z"  # a backup id as the derived names spell it (lower case)
+_KEPT_RE = re.compile(rf"_pre_restore_{_ID}(?:_[0-9]+)?\Z")
+_TEMP_RE = re.compile(rf"_restore_{_ID}\Z")
+
+
+def kept_copies(name: str, databases: list[str]) -> list[str]:
+    """The databases (in the given order) that a swap restore of ``name`` kept: exactly
+    ``<name>_pre_restore_<id>`` or ``..._<N>``. A name cut to 63 bytes is never matched (two long
+    names could share it), so copies of such databases are never dropped automatically."""
+    return [db for db in databases if (m := _KEPT_RE.search(db)) and db == name + m.group(0)]
+
+
+def scratch_copies(name: str, databases: list[str]) -> list[str]:
+    """The temporary databases ``<name>_restore_<id>`` that an interrupted restore of ``name`` left.
+
+    They only ever hold data restored from a backup set: the live database never carries such a
+    name (a restore renames it to ``<name>_pre_restore_<id>``). A name that is also the kept copy of
+    another database (``<name>`` itself ending in ``_pre``) is not one of them."""
+    return [
+        db
+        for db in databases
+        if (m := _TEMP_RE.search(db)) and db == derived_name(name, m.group(0)) and not _KEPT_RE.search(db)
+    ]
+
+
+def retention_drops(kept: list[str], just_kept: str | None, limit: int) -> list[str]:
+    """The oldest kept copies (``kept`` is oldest first) beyond ``limit``, counting ``just_kept``,
+    which is never among them; ``limit`` 0 keeps every copy."""
+    if limit <= 0:
+        return []
+    others = [db for db in kept if db != just_kept]
+    room = limit - (1 if just_kept else 0)
+    return others[: max(0, len(others) - room)]
+
+
+def databases_note(name: str, databases: list[str]) -> str:
+    """What the failure message says of the databases earlier restores of ``name`` left."""
+    kept, scratch = kept_copies(name, databases), scratch_copies(name, databases)
+    notes = []
+    if kept and name not in databases:
+        notes.append(
+            f"database {name!r} does not exist: a restore stopped during its swap; the database it replaced "
+            f"is kept as {kept[-1]}"
+        )
+    if kept:
+        notes.append(f"databases kept by earlier restores of {name!r}: {', '.join(kept)}")
+    if scratch:
+        notes.append(
+            f"left over by an interrupted restore (restored from a backup, never live data, safe to drop): "
+            f"{', '.join(scratch)}"
+        )
+    return "; ".join(notes)
 
 
 def resolve_set(params: dict[str, Any], source: str) -> BackupSet:
@@ -360,41 +454,45 @@ def swap_in(admin: Any, target: str, temp: str, previous: str, timeout: int, ste
     return True
 
 
-def plan(
-    params: dict[str, Any],
-    bset: BackupSet,
-    name: str,
-    verified: int,
-    exists: bool,
-    taken: Callable[[str], bool] = lambda _name: False,
-) -> dict:
+def plan(params: dict[str, Any], bset: BackupSet, name: str, verified: int, exists: bool, databases: list[str]) -> dict:
     strategy = params["strategy"]
     temp = temp_name(name, bset.backup_id)
-    prev = previous_name(name, bset.backup_id, taken)
+    prev = previous_name(name, bset.backup_id, lambda candidate: candidate in databases)
+    scratch = scratch_copies(name, databases)
+    steps = [f"drop leftover {db}" for db in scratch]
+    just_kept = None
     if strategy == "swap":
-        steps = [f"create database {temp}", f"pg_restore into {temp}", "apply database settings", "verify row counts"]
+        steps += [f"create database {temp}", f"pg_restore into {temp}", "apply database settings", "verify row counts"]
         if exists:
             steps.append(f"stop sessions on {name} and rename it to {prev}")
         steps.append(f"rename {temp} to {name}")
         if exists and not params["keep_previous"]:
             steps.append(f"drop database {prev}")
+        just_kept = prev if exists and params["keep_previous"] else None
     else:
-        steps = ([f"stop sessions on {name} and drop it"] if exists else []) + [
+        steps += ([f"stop sessions on {name} and drop it"] if exists else []) + [
             f"create database {name}",
             f"pg_restore into {name}",
             "apply database settings",
             "verify row counts",
         ]
+    # the copy kept now is the live database renamed: it keeps its place in the creation order
+    copies = kept_copies(name, [just_kept if just_kept and db == name else db for db in databases])
+    # no retention when the target was missing: the newest copy may then hold what a stopped swap replaced
+    old = retention_drops(copies, just_kept, params["keep_previous_count"] if exists else 0)
+    steps += [f"drop database {db} (keep_previous_count)" for db in old]
     return {
         "backup_id": bset.backup_id,
         "path": bset.location,
         "target": name,
         "strategy": strategy,
         "temporary_database": temp if strategy == "swap" else None,
-        "previous_database": prev if strategy == "swap" and exists and params["keep_previous"] else None,
+        "previous_database": just_kept,
         "target_existed": exists,
         "verified_files": verified,
         "tables": dict(bset.manifest["facts"]["tables"]),
+        "dropped": scratch + old,
+        "kept_copies": [db for db in copies if db not in old],
         "steps": [{"step": s} for s in steps],
     }
 
@@ -418,26 +516,46 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
 
     admin = connect(info)
     try:
-        num, _version = server_version(admin)
-        pg_restore, _tool_version = find_tool(
-            "pg_restore", max(num // 10000, _dump_major(manifest)), params["pg_bin_dir"]
-        )
-        missing = missing_roles(admin, manifest["facts"]["database"])
-        if missing:
-            raise PostgresError(
-                "the database needs roles that do not exist on this server, nothing was changed: " + ", ".join(missing)
+        try:
+            num, _version = server_version(admin)
+            pg_restore, _tool_version = find_tool(
+                "pg_restore", max(num // 10000, _dump_major(manifest)), params["pg_bin_dir"]
             )
-        exists = database_exists(admin, name)
-        if check_mode:
-            result = plan(params, bset, name, verified, exists, lambda candidate: database_exists(admin, candidate))
-            target = result["temporary_database"] or name
-            commands.append(shown_command(pg_restore_argv(pg_restore, jobs, target, bset)))
-            return {"changed": True, "restore": result, "commands": commands}
+            missing = missing_roles(admin, manifest["facts"]["database"])
+            if missing:
+                raise PostgresError(
+                    "the database needs roles that do not exist on this server, nothing was changed: "
+                    + ", ".join(missing)
+                )
+            databases = databases_oldest_first(admin)
+            exists = name in databases
+            temp = temp_name(name, bset.backup_id)
+            if params["strategy"] == "swap" and temp in databases and temp not in scratch_copies(name, databases):
+                raise PostgresError(
+                    f"database {temp} exists and is named like a copy that a restore of another database kept; "
+                    "nothing was changed: rename or drop it"
+                )
+            if check_mode:
+                result = plan(params, bset, name, verified, exists, databases)
+                target = result["temporary_database"] or name
+                commands.append(shown_command(pg_restore_argv(pg_restore, jobs, target, bset)))
+                return {"changed": True, "restore": result, "commands": commands}
 
-        if params["strategy"] == "swap":
-            restored = _swap_restore(info, admin, params, bset, name, exists, pg_restore, jobs, steps, commands)
-        else:
-            restored = _in_place_restore(info, admin, bset, name, exists, pg_restore, jobs, steps, commands)
+            dropped = scratch_copies(name, databases)
+            for db in dropped:
+                # left behind by an interrupted restore: never swapped in, restored data only
+                with steps.step(f"drop leftover {db}"):
+                    drop_database(admin, db)
+            if params["strategy"] == "swap":
+                restored = _swap_restore(info, admin, params, bset, name, exists, pg_restore, jobs, steps, commands)
+            else:
+                restored = _in_place_restore(info, admin, bset, name, exists, pg_restore, jobs, steps, commands)
+            restored["dropped"] = dropped + _apply_retention(
+                admin, name, restored["previous_database"], params["keep_previous_count"] if exists else 0, steps
+            )
+            restored["kept_copies"] = kept_copies(name, databases_oldest_first(admin))
+        except (PostgresError, BackupSetError, Interrupted, *DB_ERRORS) as exc:
+            raise _with_note(exc, _databases_note_or_empty(admin, name)) from None
     finally:
         admin.close()
     restored.update(
@@ -453,6 +571,32 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     return {"changed": True, "restore": restored, "commands": commands}
 
 
+def _apply_retention(admin: Any, name: str, just_kept: str | None, limit: int, steps: Steps) -> list[str]:
+    """Drop the oldest kept copies of name beyond limit (never just_kept); return their names."""
+    old = retention_drops(kept_copies(name, databases_oldest_first(admin)), just_kept, limit)
+    for db in old:
+        with steps.step(f"drop database {db} (keep_previous_count)"):
+            drop_database(admin, db)
+    return old
+
+
+def _databases_note_or_empty(admin: Any, name: str) -> str:
+    try:
+        return databases_note(name, databases_oldest_first(admin))
+    except DB_ERRORS:  # the connection may be what failed: the note is a courtesy
+        return ""
+
+
+def _with_note(exc: BaseException, note: str) -> BaseException:
+    """exc with the note on the databases earlier restores left appended to its message."""
+    text = error_text(exc) if isinstance(exc, DB_ERRORS) else str(exc)
+    if not note:
+        return exc if not isinstance(exc, DB_ERRORS) else PostgresError(text)
+    if isinstance(exc, (BackupSetError, Interrupted)):
+        return type(exc)(f"{text}; {note}")
+    return PostgresError(f"{text}; {note}")
+
+
 def _dump_major(manifest: dict[str, Any]) -> int:
     num = manifest.get("server", {}).get("version_num") or 0
     return int(num) // 10000
@@ -460,11 +604,8 @@ def _dump_major(manifest: dict[str, Any]) -> int:
 
 def _swap_restore(info, admin, params, bset, name, exists, pg_restore, jobs, steps, commands) -> dict[str, Any]:
     temp = temp_name(name, bset.backup_id)
-    prev = previous_name(name, bset.backup_id, lambda candidate: database_exists(admin, candidate))
-    if database_exists(admin, temp):
-        # left behind by an interrupted restore of this same set: it was never swapped in, so it is ours
-        with steps.step(f"drop leftover {temp}"):
-            drop_database(admin, temp)
+    taken = set(databases_oldest_first(admin))
+    prev = previous_name(name, bset.backup_id, taken.__contains__)
     try:
         tables = restore_into(info, admin, temp, bset, pg_restore, jobs, steps, commands)
         swap_in(admin, name, temp, prev, params["swap_timeout"], steps)
@@ -500,6 +641,7 @@ def main() -> None:
         source=dict(type="str"),
         strategy=dict(type="str", default="swap", choices=["swap", "in_place"]),
         keep_previous=dict(type="bool", default=True),
+        keep_previous_count=dict(type="int", default=2),
         jobs=dict(type="int"),
         pg_bin_dir=dict(type="path"),
         swap_timeout=dict(type="int", default=30),
@@ -518,6 +660,8 @@ def main() -> None:
         module.fail_json(msg="name must be a database name, got an empty string")
     if p["jobs"] is not None and p["jobs"] < 1:
         module.fail_json(msg=f"jobs must be 1 or more, got {p['jobs']}")
+    if p["keep_previous_count"] < 0:
+        module.fail_json(msg=f"keep_previous_count must be 0 (keep every copy) or more, got {p['keep_previous_count']}")
     if p["swap_timeout"] < 1:
         module.fail_json(msg=f"swap_timeout must be a positive number of seconds, got {p['swap_timeout']}")
     if p["strategy"] == "in_place" and p["keep_previous"]:

@@ -520,3 +520,129 @@ def test_negative_jobs_and_bad_options(lab, module, app_db, tmp_backup_root):
     assert_clean_failure(res, "mutually exclusive")
     res = module("postgresql_restore", conn_args(lab, name=app_db))
     assert_clean_failure(res, "path", "backup_root")
+
+
+# ------------------------------------------------------------------------------------------------
+# copies left by earlier restores: retention of kept copies, leftover temporary databases (issue 10, point 4)
+# ------------------------------------------------------------------------------------------------
+
+
+def _databases(lab, prefix):
+    return [
+        r[0]
+        for r in sql(lab, "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY oid", args=[prefix + "%"])
+    ]
+
+
+def _kept(lab, db):
+    return _databases(lab, f"{db}_pre_restore_")
+
+
+def test_repeated_restores_keep_at_most_n_copies(lab, module, app_db, tmp_backup_root):
+    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    prev = f"{app_db}_pre_restore_{b['backup']['id'].lower()}"
+    made, results = [], []
+    for n in range(4):
+        sql(lab, f"INSERT INTO app.orders (customer_id, amount) VALUES (1, {n})", dbname=app_db)
+        res = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]))
+        assert res.get("changed"), res
+        just = res["restore"]["previous_database"]
+        made.append(just)
+        kept = _kept(lab, app_db)
+        assert len(kept) <= 2, f"restore {n + 1} left {kept}"
+        assert just in kept and kept[-1] == just, "the copy just made is never dropped"
+        results.append((res["restore"], kept))
+    assert made == [prev, f"{prev}_2", f"{prev}_3", f"{prev}_4"]
+    for n, (restore, kept) in enumerate(results):
+        assert restore["kept_copies"] == kept
+        assert restore["dropped"] == ([made[n - 2]] if n >= 2 else []), restore
+    # the newest copy holds the write made just before the last restore
+    assert sql(lab, "SELECT count(*) FROM app.orders", dbname=made[-1])[0][0] == 2001
+
+    # keep_previous_count: 1 keeps only the copy just made; 0 keeps every copy
+    one = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=1))
+    assert one["restore"]["dropped"] == made[-2:] and _kept(lab, app_db) == [one["restore"]["previous_database"]]
+    for _ in range(2):
+        every = module(
+            "postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=0)
+        )
+        assert every["restore"]["dropped"] == []
+    assert len(_kept(lab, app_db)) == 3
+    bad = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=-1))
+    assert_clean_failure(bad, "keep_previous_count must be 0 (keep every copy) or more, got -1")
+
+
+def test_check_mode_predicts_the_drops_and_drops_nothing(lab, module, app_db, tmp_backup_root):
+    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    old = [f"{app_db}_pre_restore_2026010{n}t000000z" for n in (1, 2, 3)]
+    leftover = f"{app_db}_restore_20260101t000000z"
+    for name in [*old, leftover]:
+        sql(lab, f'CREATE DATABASE "{name}"')
+    before = _databases(lab, app_db)
+    res = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]), check_mode=True)
+    assert res.get("changed"), res
+    plan = res["restore"]
+    # three older copies + the one this run would keep, at most two stay: the two oldest would go
+    assert plan["dropped"] == [leftover, *old[:2]], plan
+    # the live database, renamed to the copy, was created before the three: it stays first
+    assert plan["kept_copies"] == [plan["previous_database"], old[2]], plan
+    steps = [s["step"] for s in plan["steps"]]
+    assert steps[0] == f"drop leftover {leftover}" and f"drop database {old[0]} (keep_previous_count)" in steps
+    assert _databases(lab, app_db) == before, "check mode dropped something"
+
+    real = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]))
+    assert real["restore"]["dropped"] == plan["dropped"], real["restore"]
+    assert _databases(lab, f"{app_db}_") == real["restore"]["kept_copies"] == plan["kept_copies"]
+
+
+def test_crashed_swap_leftovers_are_named_then_cleaned_up(lab, module, app_db, tmp_backup_root):
+    """A restore killed between its two renames leaves the live database as <db>_pre_restore_<id>,
+    no <db>, and the verified temporary database <db>_restore_<id>."""
+    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    bid = b["backup"]["id"].lower()
+    kept, scratch = f"{app_db}_pre_restore_{bid}", f"{app_db}_restore_{bid}"
+    other_scratch = f"{app_db}_restore_20200101t000000z"
+    sql(lab, "INSERT INTO app.orders (customer_id, amount) VALUES (1, 5)", dbname=app_db)
+    sql(lab, f'ALTER DATABASE "{app_db}" RENAME TO "{kept}"')
+    sql(lab, f'CREATE DATABASE "{scratch}"')
+    sql(lab, f'CREATE DATABASE "{other_scratch}"')
+
+    # a restore that fails (here: a role the set needs is missing) names the state the crash left
+    mpath = Path(b["backup"]["path"]) / "manifest.json"
+    original = mpath.read_bytes()
+    manifest = json.loads(original)
+    manifest["facts"]["database"]["owner"] = "rb_it_nobody"
+    mpath.write_text(json.dumps(manifest))
+    try:
+        res = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]))
+    finally:
+        mpath.write_bytes(original)
+    assert_clean_failure(
+        res,
+        f"database '{app_db}' does not exist: a restore stopped during its swap; the database it replaced is kept as {kept}",
+        f"databases kept by earlier restores of '{app_db}': {kept}",
+        f"left over by an interrupted restore (restored from a backup, never live data, safe to drop): "
+        f"{scratch}, {other_scratch}",
+    )
+    assert db_exists(lab, kept) and db_exists(lab, scratch) and db_exists(lab, other_scratch)
+
+    # the rerun drops both scratch copies, restores, and keeps the copy (no retention: the target was missing)
+    res = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=1))
+    assert res.get("changed"), res
+    assert res["restore"]["dropped"] == [scratch, other_scratch], res["restore"]
+    assert not db_exists(lab, scratch) and not db_exists(lab, other_scratch)
+    assert res["restore"]["kept_copies"] == [kept]
+    assert sql(lab, "SELECT count(*) FROM app.orders", dbname=kept)[0][0] == 2001
+    assert sql(lab, "SELECT count(*) FROM app.orders", dbname=app_db)[0][0] == 2000
+
+
+def test_a_kept_copy_named_like_a_scratch_copy_is_never_dropped(lab, module, app_db, tmp_backup_root):
+    # restoring database "<db>_pre" would use the temporary name <db>_pre_restore_<id>: the copy a
+    # restore of <db> kept under that name must not be dropped as a leftover
+    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    other = f"{app_db}_pre"
+    copy = f"{other}_restore_{b['backup']['id'].lower()}"
+    sql(lab, f'CREATE DATABASE "{copy}"')
+    res = module("postgresql_restore", conn_args(lab, name=other, source=app_db, path=b["backup"]["path"]))
+    assert_clean_failure(res, f"database {copy} exists and is named like a copy", "nothing was changed")
+    assert db_exists(lab, copy) and not db_exists(lab, other)

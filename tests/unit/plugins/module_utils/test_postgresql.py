@@ -132,8 +132,17 @@ def test_derived_names_fit_postgresql_identifier_limit():
         "app_pre_restore_20261122t020000z_3"
     )
     long = "x" * 70
-    kept = postgresql_restore.previous_name(long, "20261122T020000Z", lambda n: not n.endswith("_2"))
+    kept = postgresql_restore.previous_name(
+        long, "20261122T020000Z", lambda n: n.endswith("_pre_restore_20261122t020000z")
+    )
     assert kept.endswith("_pre_restore_20261122t020000z_2") and len(kept.encode()) <= 63
+    # after retention dropped the lower ones, the number goes on after the highest (the newest copy)
+    taken = {"app_pre_restore_20261122t020000z_3"}
+    assert postgresql_restore.previous_name("app", "20261122T020000Z", taken.__contains__) == (
+        "app_pre_restore_20261122t020000z_4"
+    )
+    with pytest.raises(pg.PostgresError, match="app_pre_restore_20261122t020000z_99 exists"):
+        postgresql_restore.previous_name("app", "20261122T020000Z", lambda n: n.endswith("_99"))
 
 
 def test_compare_counts_names_every_difference():
