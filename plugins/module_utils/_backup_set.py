@@ -471,6 +471,32 @@ def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+# A manifest may carry the SHA-256 of its own content: the canonical JSON (manifest_bytes) of the
+# manifest without this key. It survives re-serialisation (upload, download) and catches any edit
+# of a value; it is a checksum, not a signature (whoever edits the file can recompute it).
+SELF_SHA256 = "self_sha256"
+
+
+def manifest_self_sha256(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the manifest's canonical JSON without its ``self_sha256`` key."""
+    return hashlib.sha256(manifest_bytes({k: v for k, v in manifest.items() if k != SELF_SHA256})).hexdigest()
+
+
+def with_self_sha256(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {**manifest, SELF_SHA256: manifest_self_sha256(manifest)}
+
+
+def self_sha256_problem(manifest: dict[str, Any]) -> str | None:
+    """None when the manifest's ``self_sha256`` matches its content (or it has none: see
+    ``SELF_SHA256 in manifest``), else the problem."""
+    recorded = manifest.get(SELF_SHA256)
+    if recorded is None:
+        return None
+    if recorded != manifest_self_sha256(manifest):
+        return "manifest.json was changed after the set was written (its self_sha256 checksum does not match)"
+    return None
+
+
 def check_manifest(manifest: Any, kind: str, source_dir: str, backup_id: str) -> dict[str, Any]:
     """Structural validation of a parsed manifest against the directory it was found in."""
     if not isinstance(manifest, dict):
@@ -781,10 +807,14 @@ class LocalSetWriter:
             return self
 
     def seal(
-        self, hash_workers: int = 2, known_sha256: dict[str, str] | None = None, **manifest_fields: Any
+        self,
+        hash_workers: int = 2,
+        known_sha256: dict[str, str] | None = None,
+        self_checksum: bool = False,
+        **manifest_fields: Any,
     ) -> dict[str, Any]:
         """Hash every file (except those in ``known_sha256``), write manifest.json atomically, return
-        the manifest."""
+        the manifest; with ``self_checksum`` the manifest carries its own SHA-256 (``self_sha256``)."""
         if self.started is None:
             raise BackupSetError("seal() called before create()")
         secure_tree(self.path)
@@ -800,6 +830,8 @@ class LocalSetWriter:
             files=files,
             **manifest_fields,
         )
+        if self_checksum:
+            manifest = with_self_sha256(manifest)
         write_file_atomic(os.path.join(self.path, MANIFEST), manifest_bytes(manifest))
         return manifest
 
@@ -902,6 +934,81 @@ def check_dr_component(recorded: dict[str, Any], found: BackupSet, verify: bool,
     problems = []
     if manifest_sha256(found) != recorded.get("manifest_sha256"):
         problems.append("manifest changed since the DR set was made (checksum mismatch)")
+    else:
+        # the manifest is the pinned one: what the DR set says of it (row counts, key counts, times,
+        # sizes) must be what it says, or a later check compares the restore with wrong figures
+        ref = {k: recorded[k] for k in (*_COMPONENT_KEYS, "host") if k in recorded}
+        actual = describe_component(ref, found)
+        diffs = [
+            d
+            for key in ("started", "finished", "size_bytes", "file_count", "facts")
+            for d in value_diffs(key, recorded.get(key), actual.get(key), "in the DR set", "in its manifest")
+        ]
+        if diffs:
+            more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
+            problems.append("the DR set records other figures than the set's manifest: " + "; ".join(diffs[:3]) + more)
     if verify:
         problems.extend(found.verify(workers=workers))
     return problems
+
+
+def value_diffs(path: str, a: Any, b: Any, a_label: str, b_label: str) -> list[str]:
+    """Where two JSON values differ, one line per leaf:
+    ``facts.tables.public.orders: 1999 in the DR set, 2000 in its manifest``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b), key=str):
+            out.extend(value_diffs(f"{path}.{key}", a.get(key), b.get(key), a_label, b_label))
+        return out
+    if a == b and type(a) is type(b):
+        return []
+    return [f"{path}: {json.dumps(a)} {a_label}, {json.dumps(b)} {b_label}"]
+
+
+def check_dr_set(dr: BackupSet) -> tuple[str, list[str]]:
+    """Problems of a DR set's own files: (``verified``, ``mismatch`` or ``missing``: its manifest's
+    own checksum, problems).
+
+    The manifest must match its ``self_sha256``, the DR set's files (``components.json``) must match
+    the manifest, and the components named in the manifest must be those of ``components.json``
+    (written with the set and hashed in the manifest): a component repointed or re-figured by an
+    edit of manifest.json is named here even in a set written before manifests carried a checksum.
+    """
+    manifest = dr.manifest or {}
+    problems: list[str] = []
+    problem = self_sha256_problem(manifest)
+    checksum = "missing" if SELF_SHA256 not in manifest else "mismatch" if problem else "verified"
+    if problem:
+        problems.append(f"DR set {dr.backup_id}: {problem}")
+    problems.extend(f"DR set {dr.backup_id}: {p}" for p in dr.verify(workers=1))
+    recorded = (manifest.get("facts") or {}).get("components")
+    try:
+        written = json.loads(dr.storage.read_bytes(f"{dr.rel}/{DR_COMPONENTS_FILE}").decode("utf-8"))
+    except FileNotFoundError:
+        problems.append(f"DR set {dr.backup_id}: {DR_COMPONENTS_FILE} is missing")
+        return checksum, problems
+    except (OSError, ValueError) as exc:
+        problems.append(f"DR set {dr.backup_id}: cannot read {DR_COMPONENTS_FILE}: {exc}")
+        return checksum, problems
+    if not isinstance(recorded, list) or not isinstance(written, list) or len(recorded) != len(written):
+        problems.append(
+            f"DR set {dr.backup_id}: manifest.json and {DR_COMPONENTS_FILE} do not name the same number of components"
+        )
+        return checksum, problems
+    for index, (rec, wrote) in enumerate(zip(recorded, written)):
+        if not isinstance(rec, dict) or not isinstance(wrote, dict):
+            problems.append(f"DR set {dr.backup_id}: component {index} is not a JSON object")
+            continue
+        diffs = [
+            d
+            for key in sorted(set(rec) | set(wrote))
+            for d in value_diffs(key, wrote.get(key), rec.get(key), f"in {DR_COMPONENTS_FILE}", "in manifest.json")
+        ]
+        if diffs:
+            label = f"{wrote.get('kind')} set {wrote.get('backup_id')} of {wrote.get('source')!r}"
+            more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
+            problems.append(
+                f"{label}: manifest.json of DR set {dr.backup_id} was edited, it differs from "
+                f"{DR_COMPONENTS_FILE} (written with the set): " + "; ".join(diffs[:3]) + more
+            )
+    return checksum, problems

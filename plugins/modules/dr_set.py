@@ -17,6 +17,9 @@ description:
     source, backup id, root and location, and pins it by the SHA-256 of its C(manifest.json), with
     its start and end times, size and kind-specific facts (row counts, key counts, object counts).
   - The recovery point of the DR set is the start time of its oldest component.
+  - The manifest of the DR set carries its own SHA-256 (C(self_sha256), over its canonical JSON without
+    that key), so that M(runbook.stack.dr_set_info) notices a DR set whose manifest was edited after it
+    was written, for example a component repointed to another backup set or a changed row count.
   - The DR set is a backup set like any other (C(components.json) plus C(manifest.json), written
     last), so M(runbook.stack.backup_info), M(runbook.stack.backup_prune),
     M(runbook.stack.backup_upload) and M(runbook.stack.backup_download) handle it with C(kind=dr).
@@ -139,7 +142,7 @@ components:
     file_count: {description: Files and objects in it., type: int, sample: 12}
     facts: {description: "Its kind-specific facts (row counts, key counts, object counts).", type: dict, sample: {}}
 manifest:
-  description: The manifest of the DR set; null in check mode.
+  description: The manifest of the DR set, with its C(self_sha256); null in check mode.
   type: dict
   returned: always
 """
@@ -230,6 +233,7 @@ def main() -> None:
                 f"{writer.path}/{DR_COMPONENTS_FILE}", json.dumps(components, indent=2, sort_keys=True).encode()
             )
             manifest = writer.seal(
+                self_checksum=True,
                 tool={"name": "runbook.stack.dr_set"},
                 facts={"name": p["name"], "recovery_point": point, "components": components},
             )

@@ -15,6 +15,15 @@ description:
     intact when its set is valid (manifest readable, every file present at its size), its
     C(manifest.json) has the SHA-256 the DR set recorded, and, with O(verify=true), every file has
     the SHA-256 its manifest records.
+  - The DR set itself is checked first. Its C(manifest.json) must match the SHA-256 it carries
+    (C(self_sha256), written by M(runbook.stack.dr_set)), its C(components.json) must match the
+    manifest, and every component named in the manifest must be the one recorded in C(components.json)
+    (written with the set): an edit of the manifest that repoints a component to another backup set, or
+    changes a recorded figure, is reported naming the component. The figures the DR set records of each
+    component (start and end, size, file count, row and key counts) must equal those of the component's
+    own manifest, which must have the pinned SHA-256.
+  - A DR set written before manifests carried a checksum (no C(self_sha256)) is accepted with a
+    warning and RV(manifest_checksum=missing); every other check still applies.
   - Returns RV(valid) and the problems of each component instead of failing, so that a restore can
     refuse with the whole list before it replaces anything. Failing is left to the caller.
   - V(latest) means the newest DR set whose own manifest is valid; its components are then checked.
@@ -52,7 +61,9 @@ options:
     type: str
     default: latest
   verify:
-    description: Re-hash every file of every component set (reads every byte).
+    description:
+      - Re-hash every file of every component set (reads every byte).
+      - The checks of the DR set's own manifest and of each component's pinned manifest run either way.
     type: bool
     default: true
 seealso:
@@ -99,6 +110,13 @@ problems:
   elements: str
   returned: always
   sample: ["postgresql set 20261201T020001Z of 'shop': checksum mismatch on data/3021.dat.gz"]
+manifest_checksum:
+  description:
+    - V(verified) when the DR set's manifest matches its C(self_sha256), V(mismatch) when it does not
+      (then RV(problems) says so), V(missing) for a DR set written before manifests carried one.
+  type: str
+  returned: always
+  sample: verified
 components:
   description: What the DR set recorded of each component (see M(runbook.stack.dr_set)), with C(valid) and C(problems) added.
   type: list
@@ -116,6 +134,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSet,
     BackupSetError,
     check_dr_component,
+    check_dr_set,
     find_set,
     open_storage,
     source_dirname,
@@ -159,12 +178,20 @@ def main() -> None:
     try:
         s3 = _s3.conn_info(p)  # only used for s3:// roots (the DR set's or a component's)
         dr = find_set(open_storage(p["root"], s3=s3), DR_KIND, p["name"], p["backup_id"])
+        checksum, dr_problems = check_dr_set(dr)
         components, problems = check_components(dr, s3, p["verify"])
+        problems = dr_problems + problems
     except (BackupSetError, _s3.S3Error) as exc:
         module.fail_json(msg=f"cannot read DR set {p['backup_id']} of {p['name']!r} under {p['root']}: {exc}")
     except OSError as exc:
         module.fail_json(
             msg=f"cannot read DR set {p['backup_id']} of {p['name']!r} under {p['root']}: {exc.strerror or exc}"
+        )
+    if checksum == "missing":
+        module.warn(
+            f"DR set {dr.backup_id} of {p['name']!r} was written before DR manifests carried a checksum "
+            "(self_sha256): an edit of its manifest.json is only found where it disagrees with its components.json "
+            "or the component sets; write a new DR set (playbooks/backup.yml) to have it checked"
         )
     module.exit_json(
         changed=False,
@@ -172,6 +199,7 @@ def main() -> None:
         path=dr.location,
         recovery_point=(dr.manifest or {}).get("facts", {}).get("recovery_point"),
         valid=not problems,
+        manifest_checksum=checksum,
         problems=problems,
         components=components,
     )
