@@ -18,7 +18,7 @@ description:
   - The DR set itself is checked first. Its C(manifest.json) must match the SHA-256 it carries
     (C(self_sha256), written by M(runbook.stack.dr_set)), its C(components.json) must match the
     manifest, and every component named in the manifest must be the one recorded in C(components.json)
-    (written with the set): an edit of the manifest that repoints a component to another backup set, or
+    (written with the set); an edit of the manifest that repoints a component to another backup set, or
     changes a recorded figure, is reported naming the component. The figures the DR set records of each
     component (start and end, size, file count, row and key counts) must equal those of the component's
     own manifest, which must have the pinned SHA-256.

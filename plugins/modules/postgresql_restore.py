@@ -24,13 +24,13 @@ description:
     swap drops the temporary database and leaves the live database as it was; a failure during the swap
     renames the live database back.
   - A temporary database C(<name>_restore_<id>) that an interrupted restore of O(name) left behind (of
-    any set) is dropped before the restore starts: it only ever holds data restored from a backup, the
+    any set) is dropped before the restore starts; it only ever holds data restored from a backup, the
     live database never carries such a name. It is returned in RV(restore.dropped).
-  - Kept databases are limited by O(keep_previous_count): after a successful restore that replaced an
+  - Kept databases are limited by O(keep_previous_count). After a successful restore that replaced an
     existing database, the oldest C(<name>_pre_restore_*) copies beyond that number (counting the one
     just kept, which is never dropped) are dropped and returned in RV(restore.dropped). Oldest means
     created first (the database OID, which a rename keeps). Nothing is dropped by retention when
-    O(name) did not exist before the restore: a restore that stopped during its swap leaves the
+    O(name) did not exist before the restore, since a restore that stopped during its swap leaves the
     replaced database only as its newest copy.
   - A failure message names the copies earlier restores kept and any temporary database left over,
     and says when O(name) is missing while a copy of it is kept.
@@ -98,7 +98,7 @@ options:
       - How many C(<name>_pre_restore_<id>[_<N>]) databases to keep at most after a successful
         restore that replaced O(name), counting the one this run kept; the oldest beyond it are dropped.
       - V(0) keeps every copy (no retention).
-      - Only copies whose name is exactly O(name) followed by that suffix are counted or dropped: a
+      - Only copies whose name is exactly O(name) followed by that suffix are counted or dropped, because a
         name cut to PostgreSQL's 63-byte limit could be shared by two databases, so such copies are
         never dropped automatically.
     type: int
