@@ -55,7 +55,9 @@ options:
     description:
       - The backup root directory (the O(runbook.stack.postgresql_backup#module:dest) of the backup modules),
         or an S3 backup root C(s3://bucket/prefix).
-      - It must exist (for an S3 root, the bucket must exist).
+      - A local root that does not exist holds no set: nothing to prune, RV(changed) is false (for
+        example in check mode before the first backup). A path that exists but is not a directory, or
+        cannot be read, fails. For an S3 root, the bucket must exist.
     type: path
     required: true
   kind:
@@ -263,6 +265,17 @@ def check_rules(
         raise BackupSetError(f"remove_incomplete_older_than_h must be at least 1, got {incomplete_h}")
 
 
+def check_root(storage: Storage) -> None:
+    """A missing local root holds no set (nothing to prune, e.g. before the first backup); a local
+    root that is not a directory, or an S3 root whose bucket does not exist, is an error."""
+    local = storage.local_path("")
+    if local is None:
+        if not storage.exists(""):
+            raise BackupSetError("the backup root does not exist (no such bucket)")
+    elif os.path.lexists(local) and not os.path.isdir(local):
+        raise BackupSetError(f"the backup root {local} is not a directory")
+
+
 def scan_tree(storage: Storage, backup_set: BackupSet) -> tuple[int, _dt.datetime]:
     """(bytes stored, time of the last write) of a set directory, never earlier than its backup id.
 
@@ -414,8 +427,7 @@ def main() -> None:
         check_rules(p["kind"], p["source"], p["keep_last"], p["keep_days"], p["remove_incomplete_older_than_h"])
         s3 = _s3.conn_info(p) if p["root"].startswith("s3://") else None  # S3 options only for S3 roots
         storage = open_storage(p["root"], s3=s3)
-        if not storage.exists(""):
-            raise BackupSetError("the backup root does not exist")
+        check_root(storage)
         plan = plan_prune(
             storage,
             p["kind"],

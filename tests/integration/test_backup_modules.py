@@ -370,7 +370,6 @@ def test_prune_diff_mode(module, daily):
         ({"keep_last": 2, "kind": "../etc"}, ["invalid backup kind"]),
         ({"keep_last": 2, "source": ""}, ["source must not be an empty string"]),
         ({"keep_last": 2, "root": "ftp://bucket/prefix"}, ["only local directories"]),
-        ({"keep_last": 2, "root": "/nonexistent/runbook-backups"}, ["/nonexistent/runbook-backups", "does not exist"]),
     ],
 )
 def test_prune_bad_input_fails_clearly_and_touches_nothing(module, daily, args, words):
@@ -383,6 +382,23 @@ def test_prune_bad_input_fails_clearly_and_touches_nothing(module, daily, args, 
 def test_prune_failure_message_names_kind_source_and_root(module, daily):
     res = module("backup_prune", {"root": str(daily["root"]), "kind": "postgresql", "source": "app", "keep_last": 0})
     assert_failed(res, f"cannot prune postgresql backups of source 'app' under {daily['root']}: keep_last")
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_prune_missing_root_is_nothing_to_prune_and_creates_nothing(module, tmp_path, check_mode):
+    # before the first backup (backup.yml --check on a fresh host): no root, so no set to prune
+    root = tmp_path / "never" / "backed-up"
+    res = module("backup_prune", {"root": str(root), "kind": "dr", "source": "shop", "keep_last": 7}, check_mode)
+    assert res["_rc"] == 0 and res["changed"] is False, res
+    assert res["removed"] == [] and res["kept"] == [] and res["freed_bytes"] == 0
+    assert not (tmp_path / "never").exists(), "pruning creates nothing"
+
+
+def test_prune_root_that_is_not_a_directory_fails(module, tmp_path):
+    root = tmp_path / "backups"
+    root.write_text("a file where the backup root should be")
+    res = module("backup_prune", {"root": str(root), "kind": "postgresql", "keep_last": 2}, check_mode=True)
+    assert_failed(res, f"cannot prune postgresql backups of every source under {root}", "is not a directory")
 
 
 def test_prune_missing_kind_directory_is_nothing_to_do(module, daily):
