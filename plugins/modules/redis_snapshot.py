@@ -127,6 +127,11 @@ backup_id:
   returned: success and not check mode
   type: str
   sample: 20261122T020000Z
+source:
+  description: Name of the server in the backup layout (O(source), or its default C(<login_host>:<login_port>)).
+  returned: success
+  type: str
+  sample: 127.0.0.1:6379
 path:
   description: Directory of the set (in check mode, the directory the set would be created in).
   returned: always
@@ -277,6 +282,7 @@ def plan(client: Any, info: ConnInfo, params: dict[str, Any], source: str) -> di
         commands = [" ".join(redis_cli_argv(find_redis_cli(), info, os.path.join(parent, "<backup_id>", RDB_NAME)))]
     return {
         "changed": True,
+        "source": source,
         "path": parent,
         "size_bytes": size,
         "dbsize": total_keys(keyspace),
@@ -432,6 +438,7 @@ def run(client: Any, info: ConnInfo, params: dict[str, Any], source: str) -> dic
         raise
     return {
         "changed": True,
+        "source": source,
         "backup_id": writer.backup_id,
         "path": writer.path,
         "size_bytes": manifest["total_size_bytes"],
