@@ -85,7 +85,9 @@ def s3_argument_spec() -> dict[str, Any]:
             type="str", no_log=False, aliases=["aws_access_key_id"], fallback=(env_fallback, ["AWS_ACCESS_KEY_ID"])
         ),
         secret_key=dict(type="str", no_log=True, fallback=(env_fallback, ["AWS_SECRET_ACCESS_KEY"])),
-        session_token=dict(type="str", no_log=True, fallback=(env_fallback, ["AWS_SESSION_TOKEN"])),
+        session_token=dict(
+            type="str", no_log=True, fallback=(env_fallback, ["AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"])
+        ),
         region=dict(type="str", default="us-east-1", fallback=(env_fallback, ["AWS_REGION", "AWS_DEFAULT_REGION"])),
         validate_certs=dict(type="bool", default=True),
         ca_bundle=dict(type="path", fallback=(env_fallback, ["AWS_CA_BUNDLE"])),
