@@ -26,7 +26,11 @@ from botocore.config import Config
 from conftest import LABCTL, PYTHON, ROOT, _labctl, psql, run_module
 
 APP = ROOT / "lab" / "app" / "app.py"
-PRIVATE_PORT = 58010  # the drain tests' own app instance
+# The drain tests' own app instance.  Its port lies below Linux's ephemeral range (32768-60999):
+# a probe of a port inside that range while nothing listens on it can get the same port as its
+# own source port and connect to itself (TCP simultaneous open), read its own request back
+# ("BadStatusLine: GET /health") and keep the port busy for the app it waits for (CI failure).
+PRIVATE_PORT = 28010
 
 
 @pytest.fixture(scope="module")
