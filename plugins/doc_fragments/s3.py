@@ -27,7 +27,8 @@ options:
     type: str
   session_token:
     description:
-      - Session token of temporary credentials. Falls back to E(AWS_SESSION_TOKEN), then E(AWS_SECURITY_TOKEN) (what the AWX Amazon Web Services credential injects). Never returned or logged.
+      - Session token of temporary credentials. Falls back to E(AWS_SESSION_TOKEN), then E(AWS_SECURITY_TOKEN)
+        (what the AWX Amazon Web Services credential injects). Never returned or logged.
     type: str
   region:
     description:

@@ -55,7 +55,7 @@ options:
     description:
       - The backup root directory (the O(runbook.stack.postgresql_backup#module:dest) of the backup modules),
         or an S3 backup root C(s3://bucket/prefix).
-      - A local root that does not exist holds no set, so there is nothing to prune and RV(changed) is false (for
+      - A local root that does not exist holds no set, so there is nothing to prune and C(changed) is false (for
         example in check mode before the first backup). A path that exists but is not a directory, or
         cannot be read, fails. For an S3 root, the bucket must exist.
     type: path

@@ -240,7 +240,9 @@ resumed:
   returned: always
   type: bool
 removed_leftovers:
-  description: Partial temporary files and directories of an interrupted restore found in the data directory, which the run removes (in check mode, would remove).
+  description:
+    - Partial temporary files and directories of an interrupted restore found in the data directory,
+      which the run removes (in check mode, would remove).
   returned: always
   type: list
   elements: str

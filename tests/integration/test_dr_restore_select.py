@@ -40,7 +40,7 @@ def two_dr_sets(lab):
     subprocess.run([str(LABCTL), "up"], capture_output=True, timeout=300, check=True)
     FLAG.unlink(missing_ok=True)
     ids = []
-    for _ in range(2):
+    for _run_no in range(2):
         run = run_playbook("backup.yml", timeout=600)
         assert run.rc == 0, run
         cli = lab_client(lab)

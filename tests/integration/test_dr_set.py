@@ -129,7 +129,7 @@ def two_pg_sets(lab, module, components):
     psql(lab, "INSERT INTO t SELECT 1000 + g FROM generate_series(1, 5) g", db=DB)
     newer_pg = ok(run_module("postgresql_backup", {**lab["pg"], "name": DB, "dest": str(root)}))
     newer_refs = [{**refs[0], "backup_id": newer_pg["backup"]["id"]}, *refs[1:]]
-    old_record = next(c for c in older["components"] if c["kind"] == "postgresql")
+    (old_record,) = [c for c in older["components"] if c["kind"] == "postgresql"]
     assert old_record["backup_id"] == made["pg"]["backup"]["id"] != newer_pg["backup"]["id"]
     yield root, newer_refs, old_record
     psql(lab, "DELETE FROM t WHERE id > 1000", db=DB)

@@ -562,7 +562,7 @@ def test_repeated_restores_keep_at_most_n_copies(lab, module, app_db, tmp_backup
     # keep_previous_count: 1 keeps only the copy just made; 0 keeps every copy
     one = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=1))
     assert one["restore"]["dropped"] == made[-2:] and _kept(lab, app_db) == [one["restore"]["previous_database"]]
-    for _ in range(2):
+    for _rerun in range(2):
         every = module(
             "postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=0)
         )

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import module_env
-from test_redis_snapshot_restore import (  # noqa: F401  (fixtures)
+from test_redis_snapshot_restore import (  # noqa: F401  (fixtures)  # pylint: disable=unused-import
     PASSWORD,
     Server,
     _alive,

@@ -26,7 +26,7 @@ from conftest import PYTHON, ROOT, run_module
 from packaging.version import Version
 from test_backup_upload_download import make_set
 from test_s3_modules import conn
-from test_s3_snapshot_restore import buckets, cli, ok, state  # noqa: F401  # fixtures used by name
+from test_s3_snapshot_restore import buckets, cli, ok, state  # noqa: F401  # pylint: disable=unused-import  # fixtures used by name
 
 REQUIREMENTS = ROOT / "requirements.txt"
 FLOORED = ("boto3", "botocore", "redis")  # pure-Python wheels for every supported Python

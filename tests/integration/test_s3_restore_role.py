@@ -13,7 +13,7 @@ from typing import Any
 
 from conftest import _AMBIENT_PREFIXES, COLLECTIONS_PATH, PYTHON, ROOT, run_module
 from test_s3_modules import conn
-from test_s3_snapshot_restore import buckets, cli, ok, state  # noqa: F401  # fixtures used by name
+from test_s3_snapshot_restore import buckets, cli, ok, state  # noqa: F401  # pylint: disable=unused-import  # fixtures used by name
 
 PLAYBOOK = """
 - name: The bucket phase of dr_restore

@@ -52,7 +52,7 @@ def _plays() -> list[tuple[str, dict]]:
     return plays
 
 
-@pytest.mark.parametrize(("label", "play"), _plays(), ids=[label for label, _ in _plays()])
+@pytest.mark.parametrize(("label", "play"), _plays(), ids=[label for label, _play in _plays()])
 def test_play_uses_the_shared_connection_defaults(label, play):
     groups = _action_groups()
     used = {g for g in GROUPS if _play_modules(play) & groups[g]}
