@@ -343,8 +343,9 @@ class PlaybookRun:
         return "\n".join([f"rc={self.rc}", *failures[:20], "...", self.out[-4000:]])
 
 
-def run_playbook(playbook: str, *args: str, inventory: str = "inventories/lab", timeout: float = 600) -> PlaybookRun:
-    """``ansible-playbook -i <inventory> playbooks/<playbook> <args>`` from the repository root."""
+def playbook_env() -> dict[str, str]:
+    """The environment of an ansible-playbook run: this repository's config and collection, no ambient
+    service credentials, plain output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_AMBIENT_PREFIXES)}
     env.update(
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
@@ -352,6 +353,12 @@ def run_playbook(playbook: str, *args: str, inventory: str = "inventories/lab", 
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
     )
+    return env
+
+
+def run_playbook(playbook: str, *args: str, inventory: str = "inventories/lab", timeout: float = 600) -> PlaybookRun:
+    """``ansible-playbook -i <inventory> playbooks/<playbook> <args>`` from the repository root."""
+    env = playbook_env()
     argv = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", inventory, f"playbooks/{playbook}", *args]
     proc = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     return PlaybookRun(proc)
