@@ -6,12 +6,11 @@ restore keeps what it deletes and says where, in check mode and for real."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import _AMBIENT_PREFIXES, COLLECTIONS_PATH, PYTHON, ROOT, run_module
+from conftest import PYTHON, ROOT, playbook_env, run_module
 from test_s3_modules import conn
 from test_s3_snapshot_restore import buckets, cli, ok, state  # noqa: F401  # pylint: disable=unused-import  # fixtures used by name
 
@@ -44,13 +43,7 @@ def run_phase(lab: dict[str, Any], tmp: Path, sets: list[dict[str, Any]], *args:
     playbook = tmp / "restore_s3.yml"
     playbook.write_text(PLAYBOOK)
     extra = {"sets": sets} | {f"s3_{k}": lab["s3"][k] for k in ("endpoint_url", "access_key", "secret_key")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_AMBIENT_PREFIXES)}
-    env.update(
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-    )
+    env = playbook_env()
     argv = [
         str(ROOT / ".venv" / "bin" / "ansible-playbook"),
         "-i",
