@@ -274,7 +274,6 @@ duration_s:
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -317,15 +316,19 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     original_start,
     parse_journal,
     parse_keyspace,
-    poll,
     port_open,
     process_owner,
     read_data_paths,
     redis_argument_spec,
-    redis_cli_env,
     restore_leftovers,
     state_home,
     total_keys,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._redis_control import (
+    control_argv,
+    start_server,
+    start_with,
+    stop_server,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
@@ -365,93 +368,6 @@ def verify_set(bset: BackupSet) -> tuple[str, int]:
 # ------------------------------------------------------------------------------------------------
 # the server process
 # ------------------------------------------------------------------------------------------------
-
-# a stop command that failed (non-zero rc, or it could not run at all) gets this long for the port
-# to close anyway, not the whole timeout: a stop that cannot work fails fast
-STOP_GRACE_S = 5.0
-
-
-def control_argv(params: dict[str, Any], action: str) -> list[str]:
-    if params["service"]:
-        return ["systemctl", action, params["service"]]
-    return list(params[f"{action}_command"])
-
-
-def run_control(argv: list[str], info: ConnInfo, timeout: int, user: tuple[int, int] | None = None) -> tuple[int, str]:
-    """Run a stop/start command; (rc, output tail). Output goes to a file, not a pipe: a server that
-    forks into the background would keep a pipe open. ``user``: (uid, gid) to run it as (root only)."""
-    ids: dict[str, Any] = dict(user=user[0], group=user[1], extra_groups=[]) if user else {}
-    with tempfile.TemporaryFile() as out:
-        try:
-            # Popen: the started server must outlive the module, so no die_with_parent, own session.
-            proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
-                argv,
-                env=redis_cli_env(info),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **ids,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            return 127, f"cannot run {argv[0]}: {getattr(exc, 'strerror', None) or exc}"
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return -1, f"did not return within {timeout} s"
-        out.seek(0)
-        return rc, one_line(out.read()[-1000:].decode("utf-8", "replace"), info.password)
-
-
-def ready(info: ConnInfo) -> dict[str, Any] | None:
-    """INFO persistence+keyspace when the server answers and has finished loading, else None."""
-    try:
-        client = connect(info)
-    except RedisError:
-        return None
-    try:
-        reply = client.info("persistence", "keyspace")
-        return reply if not int(reply.get("loading", 0)) else None
-    except CLIENT_ERRORS:
-        return None
-    finally:
-        client.close()
-
-
-def stop_server(params: dict[str, Any], info: ConnInfo, commands: list[str]) -> None:
-    argv = control_argv(params, "stop")
-    command = " ".join(argv)
-    commands.append(command)
-    rc, output = run_control(argv, info, params["timeout"])
-    wait = params["timeout"] if rc == 0 else min(float(params["timeout"]), STOP_GRACE_S)
-    if poll(lambda: not port_open(info.host, info.port), wait) is None:
-        if rc != 0:
-            raise RedisError(
-                f"the stop command {command} failed (rc {rc}): {output or 'no output'}, and "
-                f"the server at {info.where} still answers"
-            )
-        raise RedisError(
-            f"the server at {info.where} still answers {params['timeout']} s after {command} (rc 0: {output or 'no output'})"
-        )
-
-
-def start_server(params: dict[str, Any], info: ConnInfo, commands: list[str]) -> dict[str, Any]:
-    return start_with(control_argv(params, "start"), info, params["timeout"], commands)
-
-
-def start_with(argv: list[str], info: ConnInfo, timeout: int, commands: list[str], user: Any = None) -> dict[str, Any]:
-    """Run a start command and wait until the server answers with loading:0; RedisError otherwise."""
-    command = " ".join(argv)
-    commands.append(command)
-    rc, output = run_control(argv, info, timeout, user)
-    if rc != 0:
-        raise RedisError(f"the start command {command} failed (rc {rc}): {output or 'no output'}")
-    reply = poll(lambda: ready(info), timeout, interval=0.2)
-    if reply is None:
-        raise RedisError(f"the server at {info.where} did not answer with loading:0 within {timeout} s after {command}")
-    return reply
 
 
 @dataclass(frozen=True)
