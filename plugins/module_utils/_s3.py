@@ -988,9 +988,10 @@ class CopyTransport:
             {"Error": error, "ResponseMetadata": {"HTTPStatusCode": status}}, operation
         )
 
-    def head(self, bucket: str, key: str) -> dict[str, Any] | None:
-        """HEAD of an object in boto3's shape (ContentLength, ETag, ContentType, Metadata), None when absent."""
-        status, headers, body = self.request("HEAD", bucket, key, {})
+    def head(self, bucket: str, key: str, version_id: str = "") -> dict[str, Any] | None:
+        """HEAD of an object (of one version of it) in boto3's shape (ContentLength, ETag, ContentType,
+        Metadata), None when absent."""
+        status, headers, body = self.request("HEAD", bucket, key, {}, {"versionId": version_id} if version_id else None)
         if status == 404:
             return None
         if status != 200:
@@ -1013,10 +1014,15 @@ class CopyTransport:
         dst_key: str,
         if_match: str | None = None,
         part: tuple[str, int, tuple[int, int]] | None = None,
+        src_version: str = "",
     ) -> str:
         """CopyObject (metadata and content type kept: MetadataDirective COPY), or with ``part`` =
-        (upload id, part number, byte range) one UploadPartCopy; returns the new (part) ETag."""
-        headers = {"x-amz-copy-source": urllib.parse.quote(f"{src_bucket}/{src_key}", safe="/~")}
+        (upload id, part number, byte range) one UploadPartCopy; returns the new (part) ETag.
+        ``src_version``: copy that version of the source (a version id), else its current one."""
+        source = urllib.parse.quote(f"{src_bucket}/{src_key}", safe="/~")
+        if src_version:
+            source += f"?versionId={urllib.parse.quote(src_version, safe='')}"
+        headers = {"x-amz-copy-source": source}
         if if_match:
             headers["x-amz-copy-source-if-match"] = f'"{plain_etag(if_match)}"'
         query = None
@@ -1044,6 +1050,7 @@ class CopyJob:
     dst_key: str
     size: int
     etag: str = ""  # expected source ETag (x-amz-copy-source-if-match); '' = no condition
+    src_version: str = ""  # copy this version of the source ('' = its current one)
     refresh: bool = False  # on a changed source: HEAD it and copy the new version (snapshot)
     want_head: bool = False  # HEAD the source first (content type and metadata for the manifest)
     # filled in by the copy
@@ -1084,7 +1091,7 @@ class Copier:
     # -- one object ------------------------------------------------------------------------------
     def _head(self, job: CopyJob) -> dict[str, Any] | None:
         try:
-            return self.transport.head(job.src_bucket, job.src_key)
+            return self.transport.head(job.src_bucket, job.src_key, job.src_version)
         except Exception as exc:  # pylint: disable=broad-except  # translated
             raise translate(exc, self.info, "read", bucket=job.src_bucket, key=job.src_key) from None
 
@@ -1093,7 +1100,9 @@ class Copier:
             job.multipart = True
             return self._multipart(job)
         job.multipart = False
-        return self.transport.copy(job.src_bucket, job.src_key, job.dst_bucket, job.dst_key, if_match=job.etag)
+        return self.transport.copy(
+            job.src_bucket, job.src_key, job.dst_bucket, job.dst_key, if_match=job.etag, src_version=job.src_version
+        )
 
     def run_job(self, job: CopyJob) -> CopyJob:
         if self.stop.is_set():
@@ -1180,7 +1189,13 @@ class Copier:
         if self.stop.is_set():
             raise Cancelled(job.src_key)
         return self.transport.copy(
-            job.src_bucket, job.src_key, job.dst_bucket, job.dst_key, if_match=job.etag, part=(upload_id, number, rng)
+            job.src_bucket,
+            job.src_key,
+            job.dst_bucket,
+            job.dst_key,
+            if_match=job.etag,
+            part=(upload_id, number, rng),
+            src_version=job.src_version,
         )
 
     def _abort(self, upload_id: str) -> None:
