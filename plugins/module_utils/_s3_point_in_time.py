@@ -190,10 +190,6 @@ class KeyPlan:
     current: Entry | None  # the current entry (a version or a delete marker); None when the key has no entry
     chosen: Entry | None  # the newest entry at or before T; None when the key did not exist yet
 
-    @property
-    def wanted_absent(self) -> bool:
-        return self.chosen is None or self.chosen.delete_marker
-
     def describe(self) -> dict[str, Any]:
         return {
             "key": self.key,
@@ -270,12 +266,11 @@ def verify_to_time(plan: Plan, now_listed: dict[str, tuple[int, str]], new_etags
     problems = []
     for item in plan.keys:
         have = now_listed.get(item.key)
-        if item.wanted_absent:
+        chosen = item.chosen
+        if chosen is None or chosen.delete_marker:
             if have is not None:
                 problems.append(f"{item.key} (exists, should be absent)")
             continue
-        chosen = item.chosen
-        assert chosen is not None  # not wanted_absent
         if have is None:
             problems.append(f"{item.key} (missing, should be version {chosen.version_id})")
             continue
