@@ -26,6 +26,7 @@ import re
 import shlex
 import tempfile
 import time
+import urllib.parse
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -636,3 +637,56 @@ def verify_file(path: str, entry: dict[str, Any]) -> str | None:
     if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
         return f"{path}: size or sha256 differs from the archive index"
     return None
+
+
+# ------------------------------------------------------------------------------------------------
+# reading an archive (redis_aof_archive_info)
+# ------------------------------------------------------------------------------------------------
+
+
+def list_sources(root: str) -> list[str]:
+    """The servers archived under ``root`` (names decoded from their directories)."""
+    base = os.path.join(root, ARCHIVE_DIR)
+    if not os.path.isdir(base):
+        return []
+    return sorted(urllib.parse.unquote(n) for n in os.listdir(base) if os.path.isfile(os.path.join(base, n, INDEX)))
+
+
+def describe_archive(root: str, source: str, verify: bool) -> dict[str, Any]:
+    """held range, generations, size and the problems (missing files, size or sha256) of one archive."""
+    directory = source_root(root, source)
+    index = load_index(directory, source)
+    problems, size, generations = [], 0, []
+    for gen in index["generations"]:
+        files = [gen["base"], *gen["incr"]]
+        for entry in files:
+            path = os.path.join(directory, gen["id"], entry["name"])
+            size += entry["size"]
+            if verify:
+                problem = verify_file(path, entry)
+            elif not os.path.isfile(path):
+                problem = f"{path}: missing"
+            else:
+                problem = None if os.path.getsize(path) == entry["size"] else f"{path}: size differs from the index"
+            if problem:
+                problems.append(problem)
+        generations.append(
+            {
+                "id": gen["id"],
+                "base": gen["base"]["name"],
+                "base_time": gen["base"]["time"],
+                "base_time_utc": utc(gen["base"]["time"]),
+                "incr": [{k: f.get(k) for k in ("name", "size", "sha256", "first_ts", "last_ts")} for f in gen["incr"]],
+                "covered_until": gen["covered_until"],
+                "covered_until_utc": utc(gen["covered_until"]),
+                "sealed": bool(gen.get("sealed")),
+            }
+        )
+    return {
+        "source": source,
+        "path": directory,
+        "held": held_range(index),
+        "generations": generations,
+        "size_bytes": size,
+        "problems": problems,
+    }
