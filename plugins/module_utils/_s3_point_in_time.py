@@ -292,6 +292,42 @@ def versioning_status(cli: Any, info: S3Conn, bucket: str) -> str:
         raise translate(exc, info, "read the versioning status", bucket=bucket) from None
 
 
+def bucket_created(cli: Any, bucket: str) -> dt.datetime | None:
+    """The CreationDate ListBuckets gives ``bucket`` (whole seconds, UTC); None when the credentials may
+    not list buckets or the server does not say."""
+    try:
+        found = [b for b in cli.list_buckets().get("Buckets") or [] if b.get("Name") == bucket]
+    except Exception:  # pylint: disable=broad-except  # an optional check: skipped when refused
+        return None
+    created = found[0].get("CreationDate") if found else None
+    if not isinstance(created, dt.datetime):
+        return None
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=dt.timezone.utc)
+    return created.astimezone(dt.timezone.utc).replace(microsecond=0)
+
+
+def check_history_reaches(histories: dict[str, list[Entry]], target: dt.datetime, created: dt.datetime | None) -> None:
+    """S3Error when the state at ``target`` is not recorded under the prefix:
+
+    - a ``null`` entry (see :func:`unknown_before`) is newer than ``target``;
+    - ``target`` is before the bucket's creation date and before every entry under the prefix: the bucket
+      did not exist then, and a restore would only delete everything."""
+    null = unknown_before(histories)
+    if null is not None and null.second > target:
+        raise S3Error(
+            f"the state at that time is not recorded: key {null.key!r} has a version written without versioning "
+            f"(version id null) at {iso_z(null.last_modified)}, which replaced its earlier unversioned content "
+            f"without keeping it; choose a target_time at or after {iso_z(null.last_modified)}"
+        )
+    oldest = min((e.second for entries in histories.values() for e in entries), default=None)
+    if created is not None and target < created and (oldest is None or target < oldest):
+        raise S3Error(
+            f"the bucket was created at {iso_z(created)}, after that time, and holds no version that old: there is no "
+            f"state to go back to; choose a target_time at or after {iso_z(created)}"
+        )
+
+
 def current_listing(cli: Any, info: S3Conn, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
     return {
         o["Key"]: (int(o.get("Size", 0)), plain_etag(o.get("ETag"))) for o in list_objects(cli, info, bucket, prefix)

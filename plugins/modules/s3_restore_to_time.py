@@ -29,8 +29,10 @@ description:
     never enabled); O(target_time) in the future; O(target_time) older than the newest C(null)
     version or delete marker under O(prefix). A C(null) entry was written while versioning was off
     (before it was enabled, or while suspended) and replaced the key's earlier C(null) entry without
-    keeping it, so the state before it is not recorded. Keys deleted before versioning was ever
-    enabled leave no trace at all; no check can see them."
+    keeping it, so the state before it is not recorded. And O(target_time) before the bucket's creation
+    date (ListBuckets C(CreationDate); skipped when the credentials may not list buckets) when no
+    version or delete marker under O(prefix) is that old either: the bucket did not exist then. Keys
+    deleted before versioning was ever enabled leave no trace at all; no check can see them."
   - After the copies and deletes the prefix is listed again, and the module fails naming the keys
     whose current object is not their state at O(target_time) (present when it should be absent, or
     another size or ETag than the chosen version's or its copy's).
@@ -264,6 +266,8 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
 from ansible_collections.runbook.stack.plugins.module_utils._s3_point_in_time import (
     Outcome,
     apply_plan,
+    bucket_created,
+    check_history_reaches,
     history,
     iso_z,
     iter_versions,
@@ -271,7 +275,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3_point_in_time im
     parse_target_time,
     plan_diff,
     plan_to_time,
-    unknown_before,
     versioning_status,
 )
 
@@ -316,13 +319,7 @@ def main() -> None:
                 "restore from, and deletes would lose data (enable it, e.g. amazon.aws.s3_bucket versioning=true)"
             )
         histories = history(iter_versions(cli, info, p["bucket"], prefix, p["page_size"]))
-        null = unknown_before(histories)
-        if null is not None and null.second > target:
-            raise S3Error(
-                f"the state at that time is not recorded: key {null.key!r} has a version written without versioning "
-                f"(version id null) at {iso_z(null.last_modified)}, which replaced its earlier unversioned content "
-                f"without keeping it; choose a target_time at or after {iso_z(null.last_modified)}"
-            )
+        check_history_reaches(histories, target, bucket_created(cli, p["bucket"]))
 
         # 2. the plan
         plan = plan_to_time(histories, target)

@@ -93,8 +93,9 @@ NOW = {"app/a": b"a3", "app/b": b"b3", "app/c": b"c2", "app/f": b"f3"}
 
 @pytest.fixture
 def scenario(cli, new_bucket):
-    """A versioned bucket with a history around T1 < T2; returns (bucket, T1, T2)."""
+    """A versioned bucket with a history around T0 (empty bucket) < T1 < T2; returns (bucket, T0, T1, T2)."""
     bucket = new_bucket()
+    t0 = next_second()
 
     def put(key: str, body: bytes, **extra: Any) -> None:
         cli.put_object(Bucket=bucket, Key=key, Body=body, **extra)
@@ -119,7 +120,7 @@ def scenario(cli, new_bucket):
     cli.delete_object(Bucket=bucket, Key="app/sub/d")
     put("other/x", b"x3")
     assert contents(cli, bucket, "app/") == NOW
-    return bucket, t1, t2
+    return bucket, t0, t1, t2
 
 
 def restore(module, lab, bucket: str, when: dt.datetime | str, check_mode: bool = False, **kw: Any):
@@ -128,7 +129,7 @@ def restore(module, lab, bucket: str, when: dt.datetime | str, check_mode: bool 
 
 
 def test_restore_to_t1_then_t2(lab, module, cli, scenario):
-    bucket, t1, t2 = scenario
+    bucket, _t0, t1, t2 = scenario
     before = history_size(cli, bucket)
 
     # check mode: the plan, nothing written (not even a version or a delete marker)
@@ -180,7 +181,7 @@ def test_restore_to_t1_then_t2(lab, module, cli, scenario):
 
 
 def test_whole_bucket_to_t1(lab, module, cli, scenario):
-    bucket, t1, _t2 = scenario
+    bucket, _t0, t1, _t2 = scenario
     r = restore(module, lab, bucket, t1)
     assert r["_rc"] == 0, r
     assert r["prefix"] == ""
@@ -189,9 +190,8 @@ def test_whole_bucket_to_t1(lab, module, cli, scenario):
 
 def test_restore_before_any_write_deletes_everything_under_the_prefix(lab, module, cli, scenario):
     """Before the first write the prefix was empty: every key goes (as a delete marker, undoable)."""
-    bucket, t1, _t2 = scenario
-    first = min(v["LastModified"] for v in cli.list_object_versions(Bucket=bucket, Prefix="app/").get("Versions") or [])
-    r = restore(module, lab, bucket, first - dt.timedelta(seconds=1), prefix="app/")
+    bucket, t0, t1, _t2 = scenario
+    r = restore(module, lab, bucket, t0, prefix="app/")
     assert r["_rc"] == 0, r
     assert (r["would_delete"], r["would_copy"]) == (4, 0)
     assert contents(cli, bucket, "app/") == {}
@@ -284,6 +284,17 @@ def test_refusals(lab, module, cli, new_bucket):
     assert "status Suspended" in r["msg"]
 
     versioned = new_bucket()
+    created = next_second()
+    cli.put_object(Bucket=versioned, Key="k", Body=b"x")
+    written = next_second()
+    too_old = created - dt.timedelta(days=365)
+    r = restore(module, lab, versioned, too_old)
+    assert r["_rc"] != 0
+    assert r["msg"].startswith(f"cannot restore bucket {versioned!r} to {iso(too_old)}: the bucket was created at ")
+    assert "choose a target_time at or after" in r["msg"]
+    no_traceback(r)
+    assert contents(cli, versioned) == {"k": b"x"}
+
     future = dt.datetime.now(UTC).replace(microsecond=0) + dt.timedelta(hours=1)
     r = restore(module, lab, versioned, future)
     assert r["_rc"] != 0
@@ -301,9 +312,11 @@ def test_refusals(lab, module, cli, new_bucket):
         no_traceback(r)
 
     # a zero fraction and another zone are accepted (and normalised to UTC)
-    r = restore(module, lab, versioned, "2026-01-01T01:30:00.000+01:00")
+    shifted = (written + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.000+01:00")
+    r = restore(module, lab, versioned, shifted)
     assert r["_rc"] == 0, r
-    assert r["target_time"] == "2026-01-01T00:30:00Z" and r["changed"] is False
+    assert r["target_time"] == iso(written) and r["changed"] is False
+    assert contents(cli, versioned) == {"k": b"x"}
 
     r = restore(module, lab, f"rbpitr-missing-{uuid.uuid4().hex[:6]}", when)
     assert r["_rc"] != 0 and "does not exist" in r["msg"]

@@ -164,3 +164,20 @@ def test_plan_diff():
     assert diff["before"] == "a (version a2 of 2026-12-05T21:00:20Z, 7 bytes)\n... and 1 more keys\n"
     assert diff["after"] == "a (version a1 of 2026-12-05T21:00:05Z, 1 bytes)\n... and 1 more keys\n"
     assert pit.plan_diff(plan.keys[1:], "bkt", "x", 1)["after"] == "b (absent)\n"
+
+
+def test_check_history_reaches():
+    histories = pit.history(iter([ver("a", "v2", 9, latest=True), ver("a", "null", 4), ver("b", "v1", 6)]))
+    pit.check_history_reaches(histories, at(4), at(1))
+    with pytest.raises(
+        S3Error, match=r"key 'a' has a version written without versioning .* at or after 2026-12-05T21:00:04Z"
+    ):
+        pit.check_history_reaches(histories, at(3), None)
+    plain = pit.history(iter([ver("b", "v1", 6)]))
+    pit.check_history_reaches(plain, at(3), at(2))  # the bucket existed (empty) at T
+    pit.check_history_reaches(plain, at(1), None)  # creation date unknown: no check
+    pit.check_history_reaches(pit.history(iter([ver("b", "v1", 0)])), at(1), at(5))  # a version older than T
+    with pytest.raises(S3Error, match="the bucket was created at 2026-12-05T21:00:02Z, after that time"):
+        pit.check_history_reaches(plain, at(1), at(2))
+    with pytest.raises(S3Error, match="the bucket was created"):
+        pit.check_history_reaches({}, at(1), at(2))
