@@ -23,8 +23,8 @@ description:
     restore itself can be undone by a restore to a time just before it.
   - "A key is left alone when its current version already is the chosen one: the same version id,
     or the same size and ETag (a copy made by an earlier run). A second run therefore changes
-    nothing, except for objects copied with a multipart copy, whose ETag differs from the source's:
-    they are copied again."
+    nothing, except for objects copied with a multipart copy, whose ETag usually differs from the
+    source's: they are copied again."
   - "Refusals, before anything changes: versioning not C(Enabled) on the bucket (C(Suspended) or
     never enabled); O(target_time) in the future; O(target_time) older than the newest C(null)
     version or delete marker under O(prefix). A C(null) entry was written while versioning was off
