@@ -123,9 +123,10 @@ def scenario(cli, new_bucket):
     return bucket, t0, t1, t2
 
 
-def restore(module, lab, bucket: str, when: dt.datetime | str, check_mode: bool = False, **kw: Any):
+def restore(module, lab, bucket: str, when: dt.datetime | str, check_mode: bool = False, diff: bool = False, **kw: Any):
     target = iso(when) if isinstance(when, dt.datetime) else when
-    return module("s3_restore_to_time", conn(lab, bucket=bucket, target_time=target, **kw), check_mode=check_mode)
+    args = conn(lab, bucket=bucket, target_time=target, **kw)
+    return module("s3_restore_to_time", args, check_mode=check_mode, diff=diff)
 
 
 def test_restore_to_t1_then_t2(lab, module, cli, scenario):
@@ -133,8 +134,13 @@ def test_restore_to_t1_then_t2(lab, module, cli, scenario):
     before = history_size(cli, bucket)
 
     # check mode: the plan, nothing written (not even a version or a delete marker)
-    r = restore(module, lab, bucket, t1, check_mode=True, prefix="app/")
+    r = restore(module, lab, bucket, t1, check_mode=True, diff=True, prefix="app/")
     assert r["_rc"] == 0, r
+    chosen = {p["key"]: p["at_target_time"] for p in r["plan"]}
+    assert r["diff"]["after"].splitlines()[0] == (
+        f"app/a (version {chosen['app/a']['version_id']} of {chosen['app/a']['last_modified']}, 2 bytes)"
+    )
+    assert "app/c (absent)" in r["diff"]["after"] and "app/c (version" in r["diff"]["before"]
     assert r["changed"] is True
     assert (r["would_copy"], r["would_delete"], r["copied"], r["deleted"]) == (3, 2, 0, 0)
     assert r["sample"] == {"to_copy": ["app/a", "app/b", "app/sub/d"], "to_delete": ["app/c", "app/f"]}
