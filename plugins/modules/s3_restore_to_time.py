@@ -36,7 +36,9 @@ description:
   - After the copies and deletes the prefix is listed again, and the module fails naming the keys
     whose current object is not their state at O(target_time) (present when it should be absent, or
     another size or ETag than the chosen version's or its copy's).
-  - Objects written under O(prefix) while the module runs are not in its plan and are left as they are.
+  - Keys first written under O(prefix) while the module runs are not in its plan and are left as they are.
+    A write to a planned key while the module runs is kept as a version, but may be overwritten by the
+    restore's copy or make the final verification fail; stop the writers first.
 extends_documentation_fragment:
   - runbook.stack.s3
   - ansible.builtin.action_common_attributes
