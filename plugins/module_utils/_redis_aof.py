@@ -370,6 +370,11 @@ def ensure_generation(
             os.chmod(tmp, 0o700)
             sha, _p = _copy_range(fh, os.path.join(tmp, base.name), st.st_size)
             gen_id = _gen_id(ts, base, sha)
+            taken = {g["id"] for g in index["generations"]}
+            # the same base again (a restore put an archived one back): another id, never the same directory
+            gen_id = next(
+                f"{gen_id}{more}" for more in ["", *(f"-{n}" for n in range(2, 1000))] if f"{gen_id}{more}" not in taken
+            )
             final = os.path.join(directory, gen_id)
             if os.path.lexists(final):  # left by a run that ended before it saved the index
                 remove_tree(final)
@@ -690,3 +695,36 @@ def describe_archive(root: str, source: str, verify: bool) -> dict[str, Any]:
         "size_bytes": size,
         "problems": problems,
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# assembling an AOF directory for a point in time (redis_restore_to_time)
+# ------------------------------------------------------------------------------------------------
+
+
+def archived_problems(directory: str, sel: Selection) -> list[str]:
+    """sha256 and size of every archived file a restore of ``sel`` uses, against the index."""
+    gen_dir = os.path.join(directory, sel.generation["id"])
+    found = [verify_file(os.path.join(gen_dir, e["name"]), e) for e in [sel.generation["base"], *sel.incr]]
+    return [p for p in found if p]
+
+
+def assemble(directory: str, sel: Selection, staging: str, appendfilename: str) -> tuple[str, list[str]]:
+    """Copy the files of ``sel`` into ``staging`` under the server's ``appendfilename`` and write their
+    manifest; returns (manifest path, file names in manifest order)."""
+    gen_dir = os.path.join(directory, sel.generation["id"])
+    base = sel.generation["base"]
+    suffix = "rdb" if base["name"].endswith(".rdb") else "aof"
+    parts = [AofPart(f"{appendfilename}.{base['seq']}.base.{suffix}", base["seq"], "b")]
+    parts += [AofPart(f"{appendfilename}.{e['seq']}.incr.aof", e["seq"], "i") for e in sel.incr]
+    for part, entry in zip(parts, [base, *sel.incr]):
+        with open(os.path.join(gen_dir, entry["name"]), "rb") as fh:
+            _copy_range(fh, os.path.join(staging, part.name), entry["size"])
+    manifest = os.path.join(staging, f"{appendfilename}.manifest")
+    with open(manifest, "wb") as fh:
+        fh.write(manifest_text(parts))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(manifest, FILE_MODE)
+    fsync_dir(staging)
+    return manifest, [p.name for p in parts]

@@ -12,6 +12,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_redis_snapshot_restore import (  # noqa: F401  # pylint: disable=unused-import
@@ -130,3 +131,110 @@ def test_archive_layout_range_and_idempotence(module, timeline):
     plan = module("redis_aof_archive", server.args(dest=str(root)), check_mode=True)
     assert plan["_rc"] == 0 and plan["changed"] and plan["copied"] == [f"{second['id']}/{second['incr'][-1]['name']}"]
     assert archive_files(root) == after
+
+
+def aof_listing(server: Server) -> dict[str, int]:
+    """name -> size of everything in the data directory and the AOF directory (what a restore changes)."""
+    out = {p.name: p.stat().st_size for p in server.dir.iterdir() if p.is_file() and p.name != "redis.log"}
+    out.update({f"appendonlydir/{p.name}": p.stat().st_size for p in (server.dir / "appendonlydir").iterdir()})
+    out.update({p.name: -1 for p in server.dir.iterdir() if p.is_dir()})
+    return out
+
+
+def test_restore_to_time(module, timeline):
+    server, root, states, arch = timeline
+    t0, t1, t2 = sorted(states)
+    now = keys(server)
+    assert now == states[t2]
+    before = aof_listing(server)
+
+    def restore(target: Any, **kwargs: Any) -> dict:
+        args = server.restore_args(archive_root=str(root), target_time=str(target))
+        return module("redis_restore_to_time", args, **kwargs)
+
+    # check mode: assembles and checks a copy elsewhere, predicts, changes nothing. T0 lies in the
+    # first generation, whose incr file (T0 and T1) is cut after T0
+    plan = restore(t0, check_mode=True)
+    assert plan["_rc"] == 0 and plan["changed"], plan
+    first = json.loads(Path(arch["path"], "index.json").read_text())["generations"][0]
+    assert plan["target_time"] == t0 and plan["generation"] == first["id"], plan
+    assert plan["files"][0].endswith(".base.rdb") and plan["files"][1].endswith(".incr.aof"), plan["files"]
+    assert any("--truncate-to-timestamp" in c for c in plan["commands"]), plan["commands"]
+    assert keys(server) == now and aof_listing(server) == before
+
+    # a time before the oldest base, and one after the newest archived second: refused, nothing changed
+    old = restore(arch["held"]["oldest"] - 1)
+    assert old["_rc"] != 0 and old.get("failed")
+    assert "older than the oldest data held" in old["msg"] and "nothing was changed" in old["msg"], old["msg"]
+    assert arch["held"]["oldest_utc"] in old["msg"]
+    no_traceback(old)
+    new = restore(arch["held"]["newest"] + 3600)
+    assert new["_rc"] != 0 and "newer than the newest write held" in new["msg"], new["msg"]
+    bad = restore("yesterday-ish")
+    assert bad["_rc"] != 0 and "neither unix seconds nor an ISO 8601 time" in bad["msg"], bad["msg"]
+    assert keys(server) == now and aof_listing(server) == before
+
+    # T1: the writes of T1, not those of T2 (the rewrite ran in second T1 or T2)
+    done = restore(t1)
+    assert done["_rc"] == 0 and done["changed"] and done["rewritten"], done
+    assert keys(server) == states[t1], (keys(server), states[t1])
+    assert done["dbsize"] == len(states[t1])
+    kept = Path(done["previous_aof"])
+    assert kept.parent == server.dir and kept.name.startswith("appendonlydir.pre-restore-")
+    assert sorted(p.name for p in kept.iterdir()) == sorted(
+        n.split("/", 1)[1] for n in before if n.startswith("appendonlydir/")
+    )
+    assert not [p for p in server.dir.iterdir() if ".pitr-" in p.name]
+
+    # ISO 8601 time of T0: only the writes of T0
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))
+    done = restore(iso)
+    assert done["_rc"] == 0 and done["target_time"] == t0, done
+    assert keys(server) == states[t0]
+
+    # latest: the second generation (after the rewrite) up to the newest archived second
+    done = restore("latest")
+    assert done["_rc"] == 0 and done["target_time"] == arch["held"]["newest"], done
+    assert keys(server) == states[t2]
+
+
+def test_archive_info(module, timeline):
+    server, root, states, arch = timeline
+    info = module("redis_aof_archive_info", {"archive_root": str(root), "verify": True})
+    assert info["_rc"] == 0 and not info["changed"], info
+    (found,) = info["archives"]
+    assert found["source"] == f"127.0.0.1:{server.port}" and found["held"] == arch["held"]
+    assert found["problems"] == [] and len(found["generations"]) == 2 and found["generations"][0]["sealed"]
+
+    # a damaged archived file (same size): verify names it, and a restore that needs it is refused
+    gen = found["generations"][0]
+    path = Path(found["path"], gen["id"], gen["incr"][0]["name"])
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01
+    path.write_bytes(bytes(data))
+    info = module("redis_aof_archive_info", {"archive_root": str(root), "verify": True})
+    assert [p for p in info["archives"][0]["problems"] if str(path) in p], info["archives"][0]["problems"]
+    before = keys(server)
+    res = module(
+        "redis_restore_to_time",
+        server.restore_args(archive_root=str(root), target_time=str(sorted(states)[0])),
+    )
+    assert res["_rc"] != 0 and "does not match its index" in res["msg"] and str(path) in res["msg"], res["msg"]
+    assert keys(server) == before
+
+
+def test_archive_needs_timestamps(module, redis_server, tmp_path):  # noqa: F811
+    server = aof_server(redis_server, timestamps=False)
+    root = tmp_path / "archive"
+    res = module("redis_aof_archive", server.args(dest=str(root)))
+    assert res["_rc"] != 0 and "aof-timestamp-enabled is no" in res["msg"] and "configure=true" in res["msg"], res
+    assert not root.exists()
+    plan = module("redis_aof_archive", server.args(dest=str(root), configure=True), check_mode=True)
+    assert plan["_rc"] == 0 and plan["changed"] and plan["configured"] == ["aof-timestamp-enabled"], plan
+    assert server.client().config_get("aof-timestamp-enabled") == {"aof-timestamp-enabled": "no"}
+    assert not root.exists()
+    done = module("redis_aof_archive", server.args(dest=str(root), configure=True))
+    assert done["_rc"] == 0 and done["changed"] and done["configured"] == ["aof-timestamp-enabled"], done
+    assert server.client().config_get("aof-timestamp-enabled") == {"aof-timestamp-enabled": "yes"}
+    again = module("redis_aof_archive", server.args(dest=str(root), configure=True))
+    assert again["_rc"] == 0 and again["configured"] == [], again

@@ -1,0 +1,500 @@
+#!/usr/bin/python
+# Copyright: runbook.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: redis_restore_to_time
+short_description: Restore a Redis 7 server to the data it held at a given second, from an AOF archive
+version_added: 0.1.0
+description:
+  - Rebuilds the AOF of the Redis server on this host as it was at the end of second O(target_time), from
+    the archive written by M(runbook.stack.redis_aof_archive), and puts it in place. Every database of
+    the server is replaced.
+  - "Choice of files: the newest archived generation whose base time (the RDB C(ctime) of the base, or
+    the first C(#TS) of an AOF base) is at or before O(target_time), and its incr files whose first
+    C(#TS) is at or before it. They are copied (with the server's C(appendfilename)) and a manifest into a
+    staging directory beside the live C(appendonlydir), and C(redis-check-aof --truncate-to-timestamp
+    <target_time>) cuts the last incr file after the last write of that second. C(redis-check-aof) on the
+    result must then report every file valid. Before this, the SHA-256 and size of every archived file
+    used are checked against the archive index."
+  - "Times the archive does not hold are refused before anything is changed: a time before the oldest
+    archived base (C(redis-check-aof) would silently keep everything of a newer base), a time after the
+    newest second whose writes were all archived (the writes between it and the target were not
+    archived: run M(runbook.stack.redis_aof_archive) first, or restore to that newest second), and a
+    time inside a gap that an AOF rewrite left between two archive runs. The message gives the range
+    held. M(runbook.stack.redis_aof_archive_info) lists it beforehand."
+  - Only when the staging copy checked out does the module stop the server (O(service) or
+    O(stop_command), as M(runbook.stack.redis_restore) does), rename the live AOF directory to
+    C(<appenddirname>.pre-restore-<UTC stamp>) (kept; never removed by the module), rename the staging
+    directory into its place, start the server and wait until it answers and has finished loading. Any
+    failure after the stop puts the previous AOF directory back and starts the server again; the message
+    says so.
+  - With O(rewrite_after=true) (the default) the module then runs C(BGREWRITEAOF), so the server goes on
+    in a new AOF generation and later archive runs keep the restored timeline apart from the archived
+    one.
+  - The server must be running, with C(appendonly yes) (otherwise it would not load the AOF). The module
+    must run on the Redis host, as a user that may write the data directory and run the stop and start
+    commands.
+author:
+  - runbook.stack maintainers (@runbook-stack)
+extends_documentation_fragment:
+  - runbook.stack.redis
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Checks the archive (range, SHA-256), assembles the AOF for O(target_time) in a temporary directory
+        outside the data directory and runs C(redis-check-aof) on it, then removes it; returns the files
+        that would be used. The server is neither stopped nor changed.
+  diff_mode:
+    support: none
+  idempotent:
+    description: Whether a second run with the same options reports no change.
+    support: none
+    details: Every real run stops the server and loads the rebuilt AOF, so C(changed) is always true.
+  platform:
+    platforms: posix
+  action_group:
+    membership: [runbook.stack.redis]
+options:
+  archive_root:
+    description:
+      - The O(runbook.stack.redis_aof_archive#module:dest) of the archive runs.
+    type: path
+    required: true
+  source:
+    description:
+      - Name of the archived server. Defaults to C(<login_host>:<login_port>), the default of the archive module.
+    type: str
+  target_time:
+    description:
+      - The second to restore to, as unix seconds (V(1796507550)) or ISO 8601 (V(2026-12-05T21:52:30Z);
+        without a zone, UTC). Every write of that second is kept; fractions are cut.
+      - V(latest) is the newest second whose writes are all in the archive.
+    type: str
+    required: true
+  service:
+    description:
+      - systemd unit of the Redis server, stopped and started with C(systemctl).
+      - Mutually exclusive with O(stop_command) and O(start_command); one of the two ways is required.
+    type: str
+  stop_command:
+    description:
+      - Command (argv list, no shell) that stops the server, for example V([redis-cli, -p, "6379", shutdown]).
+        It runs with E(REDISCLI_AUTH) set to O(login_password). Requires O(start_command).
+    type: list
+    elements: str
+  start_command:
+    description:
+      - Command (argv list, no shell) that starts the server and returns. Requires O(stop_command).
+    type: list
+    elements: str
+  redis_check_aof:
+    description:
+      - The C(redis-check-aof) program (a name looked up on E(PATH), or a path). It must be of the same
+        Redis version as the server.
+    type: str
+    default: redis-check-aof
+  rewrite_after:
+    description:
+      - Run C(BGREWRITEAOF) after the restored server has loaded (see the description).
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Seconds to wait for each of the stop and start commands, the port to close, the load, the rewrite
+        and each C(redis-check-aof) run.
+    type: int
+    default: 300
+notes:
+  - O(db) is not used; a restore always replaces every database of the server.
+  - A restore killed with SIGKILL while the server is stopped can leave it stopped; the previous AOF
+    directory is then kept as C(<appenddirname>.pre-restore-<stamp>) and the staging copy as
+    C(.<appenddirname>.pitr-*) in the data directory. Unlike M(runbook.stack.redis_restore), there is no
+    journal to finish such a run.
+seealso:
+  - module: runbook.stack.redis_aof_archive
+  - module: runbook.stack.redis_aof_archive_info
+  - module: runbook.stack.redis_restore
+requirements:
+  - redis-check-aof (Debian package redis-tools or redis-server) of the server's version
+"""
+
+EXAMPLES = r"""
+- name: Show what a restore to 02:14:59 UTC would use, without stopping the server
+  runbook.stack.redis_restore_to_time:
+    login_password: "{{ vault_redis_password }}"
+    archive_root: /mnt/backup/runbook
+    target_time: "2026-12-05T02:14:59Z"
+    service: redis-server
+  check_mode: true
+
+- name: Restore the local Redis to the second before a bad deploy
+  runbook.stack.redis_restore_to_time:
+    login_password: "{{ vault_redis_password }}"
+    archive_root: /mnt/backup/runbook
+    source: "127.0.0.1:6379"
+    target_time: "{{ deploy_started_epoch | int - 1 }}"
+    service: redis-server
+"""
+
+RETURN = r"""
+target_time:
+  description: The second restored to (unix seconds).
+  returned: always
+  type: int
+  sample: 1796507550
+target_time_utc:
+  description: RV(target_time) in UTC.
+  returned: always
+  type: str
+  sample: "2026-12-05T21:52:30Z"
+held:
+  description: The range the archive holds (see M(runbook.stack.redis_aof_archive_info)).
+  returned: always
+  type: dict
+generation:
+  description: Id of the archived generation used.
+  returned: always
+  type: str
+  sample: 20261205T215230Z-seq2-6f1c2a9b
+files:
+  description: The AOF files of the restored (in check mode, of the assembled) manifest, in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [appendonly.aof.2.base.rdb, appendonly.aof.2.incr.aof]
+aof_path:
+  description: The server's AOF directory.
+  returned: always
+  type: str
+  sample: /var/lib/redis/appendonlydir
+previous_aof:
+  description: Where the previous AOF directory was kept; null in check mode and when there was none.
+  returned: always
+  type: str
+  sample: /var/lib/redis/appendonlydir.pre-restore-20261205T221500Z
+dbsize:
+  description: Keys in all databases after the restore (in check mode, now).
+  returned: always
+  type: int
+  sample: 1200
+keyspace:
+  description: C(INFO keyspace) per database after the restore (in check mode, now).
+  returned: always
+  type: dict
+  sample: {"db0": {"keys": 1200, "expires": 0, "avg_ttl": 0}}
+rewritten:
+  description: Whether BGREWRITEAOF ran after the restore.
+  returned: always
+  type: bool
+commands:
+  description: The commands that ran (or, in check mode, would run), secrets stripped.
+  returned: always
+  type: list
+  elements: str
+  sample: ["redis-check-aof --truncate-to-timestamp 1796507550 .../appendonly.aof.manifest", "systemctl stop redis-server"]
+steps:
+  description: Steps taken (or planned), in order, with their durations in seconds.
+  returned: always
+  type: list
+  elements: dict
+duration_s:
+  description: Wall-clock seconds the module spent.
+  returned: always
+  type: float
+  sample: 2.1
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
+    BackupSetError,
+    Steps,
+    format_backup_id,
+    fsync_dir,
+    keep_name,
+    remove_tree,
+    utcnow,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, terminate_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._redis import (
+    CLIENT_ERRORS,
+    HAS_REDIS,
+    REDIS_IMPORT_ERROR,
+    ConnInfo,
+    RedisError,
+    conn_info,
+    connect,
+    describe,
+    parse_keyspace,
+    port_open,
+    redis_argument_spec,
+    total_keys,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
+    INDEX,
+    aof_settings,
+    archived_problems,
+    assemble,
+    held_range,
+    load_index,
+    parse_time,
+    select,
+    source_root,
+    utc,
+    wait_rewrite_idle,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._redis_control import (
+    control_argv,
+    start_server,
+    stop_server,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
+
+
+def check_aof(tool: str, args: list[str], timeout: int, commands: list[str]) -> str:
+    """Run redis-check-aof; its output. RedisError unless it exits 0."""
+    argv = [tool, *args]
+    commands.append(" ".join(argv))
+    try:
+        proc = subprocess.run(  # pylint: disable=ansible-bad-function
+            argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RedisError(f"cannot run {tool}: {getattr(exc, 'strerror', None) or exc}") from None
+    out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise RedisError(f"{' '.join(argv)} failed (rc {proc.returncode}): {one_line(out[-600:])}")
+    return out
+
+
+def build(tool: str, directory: str, sel: Any, staging: str, appendfilename: str, timeout: int, commands: list[str]):
+    """Assemble the AOF for the selection in ``staging``, cut it at the target and check it."""
+    manifest, files = assemble(directory, sel, staging, appendfilename)
+    if sel.incr:
+        check_aof(tool, ["--truncate-to-timestamp", str(sel.target), manifest], timeout, commands)
+    out = check_aof(tool, [manifest], timeout, commands)
+    if "All AOF files and manifest are valid" not in out:
+        raise RedisError(f"{tool} did not report the assembled AOF valid: {one_line(out[-600:])}")
+    return files
+
+
+def server_state(info: ConnInfo) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    client = connect(info)
+    try:
+        return aof_settings(client), parse_keyspace(client.info("keyspace"))
+    finally:
+        client.close()
+
+
+def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool) -> dict[str, Any]:
+    steps, commands = Steps(), []
+    tool = shutil.which(params["redis_check_aof"])
+    if not tool:
+        raise RedisError(f"redis_check_aof {params['redis_check_aof']} was not found (install redis-tools)")
+    directory = source_root(params["archive_root"], source)
+    if not os.path.isfile(os.path.join(directory, INDEX)):
+        raise RedisError(f"there is no AOF archive of {source} in {directory}")
+    with steps.step("choose the archived files"):
+        index = load_index(directory, source)
+        held = held_range(index)
+        wanted = params["target_time"].strip()
+        target = held["newest"] if wanted == "latest" else parse_time(wanted)
+        sel = select(index, target or 0, directory)
+    with steps.step("verify sha256 of the archived files"):
+        problems = archived_problems(directory, sel)
+    if problems:
+        raise RedisError("the archive does not match its index, nothing was changed: " + "; ".join(problems[:5]))
+    with steps.step("read the server's settings"):
+        settings, keyspace = server_state(info)
+    if settings.get("appendonly") != "yes":
+        raise RedisError("appendonly is no: the server would not load the restored AOF; nothing was changed")
+    aof_path = os.path.join(settings["dir"], settings["appenddirname"])
+    result: dict[str, Any] = {
+        "changed": True,
+        "target_time": target,
+        "target_time_utc": utc(target),
+        "held": held,
+        "generation": sel.generation["id"],
+        "aof_path": aof_path,
+        "previous_aof": None,
+        "rewritten": False,
+    }
+    where = tempfile.gettempdir() if check_mode else settings["dir"]
+    staging = tempfile.mkdtemp(prefix=f".{settings['appenddirname']}.pitr-", dir=where)
+    try:
+        with steps.step("assemble the AOF, truncate it to the target and check it"):
+            files = build(tool, directory, sel, staging, settings["appendfilename"], params["timeout"], commands)
+    except BaseException as exc:
+        remove_tree(staging)
+        if isinstance(exc, RedisError):
+            raise RedisError(f"{exc}; nothing was changed") from None
+        raise
+    result["files"] = files
+    if check_mode:
+        remove_tree(staging)
+        planned = [" ".join(control_argv(params, "stop")), f"rename {aof_path} to {aof_path}.pre-restore-<stamp>"]
+        planned += [f"install the assembled AOF as {aof_path}", " ".join(control_argv(params, "start"))]
+        result.update(
+            dbsize=total_keys(keyspace),
+            keyspace=keyspace,
+            rewritten=params["rewrite_after"],
+            commands=commands + [" ".join(control_argv(params, a)) for a in ("stop", "start")],
+            steps=steps.items + [{"step": s} for s in planned],
+        )
+        return result
+    try:
+        swap(params, info, settings, staging, aof_path, steps, commands, result)
+    finally:
+        if os.path.lexists(staging):
+            remove_tree(staging)
+    if params["rewrite_after"]:
+        with steps.step("BGREWRITEAOF (a new AOF generation)"):
+            client = connect(info)
+            try:
+                client.bgrewriteaof()
+                wait_rewrite_idle(client, params["timeout"])
+            finally:
+                client.close()
+        result["rewritten"] = True
+    result.update(commands=commands, steps=steps.items)
+    return result
+
+
+def swap(
+    params: dict[str, Any],
+    info: ConnInfo,
+    settings: dict[str, str],
+    staging: str,
+    aof_path: str,
+    steps: Steps,
+    commands: list[str],
+    result: dict[str, Any],
+) -> None:
+    """Stop, put the assembled AOF in place (the live one kept), start; on any failure put it back."""
+    stamp = format_backup_id(utcnow())
+    previous, last = keep_name(lambda more: f"{aof_path}.pre-restore-{stamp}{more}", os.path.lexists, ".", 99)
+    if last is not None:
+        raise RedisError(f"{previous} to {last} all exist; nothing was changed")
+    live = os.stat(aof_path) if os.path.lexists(aof_path) else None
+    os.chmod(staging, live.st_mode & 0o7777 if live else 0o700)
+    if live and os.geteuid() == 0:
+        for name in [*os.listdir(staging), "."]:
+            os.chown(os.path.join(staging, name), live.st_uid, live.st_gid)
+    try:
+        with steps.step("stop the server"):
+            stop_server(params, info, commands)
+    except BaseException as exc:
+        raise RedisError(f"{exc}; nothing was changed") from None
+    moved = False
+    try:
+        with steps.step("move the AOF directory aside and the assembled one in"):
+            if live:
+                os.rename(aof_path, previous)
+                moved = True
+            os.rename(staging, aof_path)
+            fsync_dir(settings["dir"])
+        with steps.step("start the server and wait for loading:0"):
+            reply = start_server(params, info, commands)
+    except BaseException as exc:
+        cause = str(exc) or type(exc).__name__
+        raise RedisError(
+            f"{cause}; {roll_back(params, info, aof_path, previous if moved else None, commands)}"
+        ) from None
+    found = parse_keyspace(reply)
+    result.update(previous_aof=previous if moved else None, dbsize=total_keys(found), keyspace=found)
+
+
+def roll_back(params: dict[str, Any], info: ConnInfo, aof_path: str, previous: str | None, commands: list[str]) -> str:
+    try:
+        if port_open(info.host, info.port):
+            stop_server(params, info, commands)
+        if previous:
+            if os.path.lexists(aof_path):
+                remove_tree(aof_path)
+            os.rename(previous, aof_path)
+            fsync_dir(os.path.dirname(aof_path))
+    except (RedisError, OSError) as exc:
+        return (
+            f"putting the previous AOF back failed too ({one_line(exc, info.password)}); it is kept as {previous}; "
+            f"the server at {info.where} is {'running' if port_open(info.host, info.port) else 'stopped'}"
+        )
+    try:
+        start_server(params, info, commands)
+    except RedisError as exc:
+        return f"the previous AOF is back in place, but the server did not start again: {one_line(exc, info.password)}"
+    return "the previous AOF is back in place and the server is running"
+
+
+def main() -> None:
+    argument_spec = redis_argument_spec()
+    argument_spec.update(
+        archive_root=dict(type="path", required=True),
+        source=dict(type="str"),
+        target_time=dict(type="str", required=True),
+        service=dict(type="str"),
+        stop_command=dict(type="list", elements="str"),
+        start_command=dict(type="list", elements="str"),
+        redis_check_aof=dict(type="str", default="redis-check-aof"),
+        rewrite_after=dict(type="bool", default=True),
+        timeout=dict(type="int", default=300),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        mutually_exclusive=[("service", "stop_command"), ("service", "start_command")],
+        required_one_of=[("service", "stop_command")],
+        required_together=[("stop_command", "start_command")],
+    )
+    if not HAS_REDIS:
+        module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
+    p = module.params
+    if p["timeout"] < 1:
+        module.fail_json(msg=f"timeout must be a positive number of seconds, got {p['timeout']}")
+    for name in ("stop_command", "start_command"):
+        if p[name] is not None and not [a for a in p[name] if a]:
+            module.fail_json(msg=f"{name} must be a non-empty list (argv)")
+    where = f"{p['login_host']}:{p['login_port']}"
+    what = f"{p['target_time']} from the AOF archive in {p['archive_root']}"
+    started = time.monotonic()
+    info = None
+    try:
+        info = conn_info(p)
+        with terminate_on_signals():
+            result = run(p, info, p["source"] or info.where, module.check_mode)
+    except (RedisError, BackupSetError) as exc:
+        module.fail_json(msg=f"cannot restore Redis at {where} to {what}: {exc}", duration_s=_since(started))
+    except CLIENT_ERRORS as exc:
+        cause = describe(exc, info) if info else str(exc)
+        module.fail_json(msg=f"cannot restore Redis at {where} to {what}: {cause}", duration_s=_since(started))
+    except OSError as exc:
+        module.fail_json(
+            msg=f"cannot restore Redis at {where} to {what}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else ""),
+            duration_s=_since(started),
+        )
+    except Interrupted as exc:
+        module.fail_json(msg=f"restore of Redis at {where} to {p['target_time']} {exc}")
+    result["duration_s"] = _since(started)
+    module.exit_json(**result)
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
+
+
+if __name__ == "__main__":
+    main()
