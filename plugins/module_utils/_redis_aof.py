@@ -263,20 +263,31 @@ def save_index(directory: str, index: dict[str, Any]) -> None:
 
 
 def held_range(index: dict[str, Any]) -> dict[str, Any]:
-    """Oldest base time .. newest second whose writes are all held, and the gaps in between."""
+    """Oldest base time .. newest second whose writes are all held (the last archive run's start,
+    at or after the newest ``#TS``, which is ``last_write``), and the gaps in between."""
     gens = index["generations"]
     if not gens:
-        return {"oldest": None, "newest": None, "oldest_utc": None, "newest_utc": None, "gaps": [], "generations": 0}
+        return {
+            "oldest": None,
+            "newest": None,
+            "oldest_utc": None,
+            "newest_utc": None,
+            "last_write": None,
+            "gaps": [],
+            "generations": 0,
+        }
     gaps = []
     for gen, nxt in zip(gens, gens[1:]):
         if not gen.get("sealed") and gen["covered_until"] + 1 < nxt["base"]["time"]:
             gaps.append({"from": gen["covered_until"] + 1, "to": nxt["base"]["time"] - 1, "generation": gen["id"]})
     oldest, newest = gens[0]["base"]["time"], gens[-1]["covered_until"]
+    writes = [f["last_ts"] for g in gens for f in g["incr"] if f.get("last_ts") is not None]
     return {
         "oldest": oldest,
         "newest": newest,
         "oldest_utc": utc(oldest),
         "newest_utc": utc(newest),
+        "last_write": max(writes) if writes else None,
         "gaps": gaps,
         "generations": len(gens),
     }

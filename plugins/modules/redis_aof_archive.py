@@ -152,12 +152,15 @@ rewritten:
   type: bool
 held:
   description:
-    - The time range the archive can restore to, in unix seconds and UTC, and the gaps (writes a rewrite
-      dropped before they were archived). In check mode, the range held before this run.
+    - The time range the archive can restore to, in unix seconds and UTC. C(oldest) is the time of the
+      oldest archived base; C(newest) is the last second whose writes are all archived (the second
+      before the last archive run started); C(last_write) is the newest C(#TS) annotation archived (at or
+      before C(newest)). C(gaps) lists the ranges in between that a rewrite dropped before they were
+      archived. In check mode, the range held before this run.
   returned: always
   type: dict
   sample: {"oldest": 1796507550, "newest": 1796507610, "oldest_utc": "2026-12-05T21:52:30Z",
-           "newest_utc": "2026-12-05T21:53:30Z", "gaps": [], "generations": 2}
+           "newest_utc": "2026-12-05T21:53:30Z", "last_write": 1796507602, "gaps": [], "generations": 2}
 duration_s:
   description: Wall-clock seconds the module spent.
   returned: always

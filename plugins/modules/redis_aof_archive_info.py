@@ -86,7 +86,7 @@ archives:
           second a restore can go to; C(gaps) lists the ranges inside that cannot be restored.
       type: dict
       sample: {"oldest": 1796507550, "newest": 1796507610, "oldest_utc": "2026-12-05T21:52:30Z",
-               "newest_utc": "2026-12-05T21:53:30Z", "gaps": [], "generations": 2}
+               "newest_utc": "2026-12-05T21:53:30Z", "last_write": 1796507602, "gaps": [], "generations": 2}
     generations:
       description: The archived generations, oldest first (base file, incr files, covered_until, sealed).
       type: list

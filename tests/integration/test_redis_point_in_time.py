@@ -99,6 +99,7 @@ def test_archive_layout_range_and_idempotence(module, timeline):
     t0, t1, t2 = sorted(states)
     held = arch["held"]
     assert held["oldest"] <= t0 and held["newest"] >= t2 and held["gaps"] == [] and held["generations"] == 2
+    assert held["last_write"] == t2
     directory = Path(arch["path"])
     index = json.loads((directory / "index.json").read_text())
     first, second = index["generations"]
@@ -197,6 +198,14 @@ def test_restore_to_time(module, timeline):
     assert done["_rc"] == 0 and done["target_time"] == arch["held"]["newest"], done
     assert keys(server) == states[t2]
 
+    # the restore started a new generation (BGREWRITEAOF): archiving goes on beside the old ones
+    ids = [g["id"] for g in json.loads(Path(arch["path"], "index.json").read_text())["generations"]]
+    server.client().set("after", "restore")
+    again = module("redis_aof_archive", server.args(dest=str(root)))
+    assert again["_rc"] == 0 and again["changed"] and again["generation"] not in ids, again
+    after = [g["id"] for g in json.loads(Path(arch["path"], "index.json").read_text())["generations"]]
+    assert after[: len(ids)] == ids and len(after) == len(ids) + 1
+
 
 def test_archive_info(module, timeline):
     server, root, states, arch = timeline
@@ -238,3 +247,52 @@ def test_archive_needs_timestamps(module, redis_server, tmp_path):  # noqa: F811
     assert server.client().config_get("aof-timestamp-enabled") == {"aof-timestamp-enabled": "yes"}
     again = module("redis_aof_archive", server.args(dest=str(root), configure=True))
     assert again["_rc"] == 0 and again["configured"] == [], again
+
+
+def test_gap_left_by_a_rewrite_is_refused(module, redis_server, tmp_path):  # noqa: F811
+    """A rewrite the module did not run drops the writes since the last archive run: a time in that
+    window is refused, the times around it can still be restored."""
+    server = aof_server(redis_server)
+    root = tmp_path / "archive"
+    c = server.client()
+    t0 = next_second()
+    c.set("k", "0")
+    at_t0 = keys(server)
+    next_second()
+    assert module("redis_aof_archive", server.args(dest=str(root)))["_rc"] == 0
+    lost = next_second()
+    c.set("k", "lost")
+    next_second()
+    c.bgrewriteaof()
+    while int(c.info("persistence")["aof_rewrite_in_progress"]) or int(c.info("persistence")["aof_rewrite_scheduled"]):
+        time.sleep(0.05)
+    next_second()
+    arch = module("redis_aof_archive", server.args(dest=str(root)))
+    assert arch["_rc"] == 0, arch
+    (gap,) = arch["held"]["gaps"]
+    assert gap["from"] <= lost <= gap["to"], (gap, lost)
+    before = (keys(server), sorted(p.name for p in (server.dir / "appendonlydir").iterdir()))
+    res = module("redis_restore_to_time", server.restore_args(archive_root=str(root), target_time=str(lost)))
+    assert res["_rc"] != 0 and "were not archived" in res["msg"] and "nothing was changed" in res["msg"], res["msg"]
+    assert (keys(server), sorted(p.name for p in (server.dir / "appendonlydir").iterdir())) == before
+    done = module("redis_restore_to_time", server.restore_args(archive_root=str(root), target_time=str(t0)))
+    assert done["_rc"] == 0 and keys(server) == at_t0, done
+    c.close()
+
+
+def test_failed_start_puts_the_previous_aof_back(module, timeline):
+    """The server does not come back with the restored AOF (start command fails): the live AOF
+    directory is put back as it was, nothing of it is lost, and the message says so."""
+    server, root, states, _arch = timeline
+    before = keys(server)
+    aof_dir = server.dir / "appendonlydir"
+    listing = sorted((p.name, p.read_bytes()) for p in aof_dir.iterdir())
+    args = server.restore_args(archive_root=str(root), target_time=str(min(states)), start_command=["false"])
+    res = module("redis_restore_to_time", args)
+    assert res["_rc"] != 0 and res.get("failed"), res
+    assert "the start command false failed" in res["msg"] and "previous AOF is back in place" in res["msg"], res["msg"]
+    no_traceback(res)
+    assert sorted((p.name, p.read_bytes()) for p in aof_dir.iterdir()) == listing
+    assert not [p for p in server.dir.iterdir() if ".pitr-" in p.name or ".pre-restore-" in p.name]
+    server.start()
+    assert keys(server) == before
