@@ -19,6 +19,7 @@ the rewrite that ended it, so it reaches the next base without a gap).
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import hashlib
 import json
 import os
@@ -27,7 +28,8 @@ import shlex
 import tempfile
 import time
 import urllib.parse
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -199,8 +201,8 @@ def base_time(path: str, name: str) -> int:
     with open(path, "rb") as fh:
         head = fh.read(4096)
         found = rdb_ctime(head) if name.endswith(".rdb") or head.startswith(b"REDIS") else None
-        if found is None and head.startswith(b"#TS:"):
-            found = scan_aof(fh, 0, os.fstat(fh.fileno()).st_size).first_ts
+        match = _TS_RE.match(head.split(b"\n", 1)[0] + b"\n") if found is None else None
+        found = int(match.group(1)) if match else found
         return found if found is not None else int(os.fstat(fh.fileno()).st_mtime)
 
 
@@ -594,6 +596,20 @@ def prepare_dirs(root: str, source: str) -> str:
     directory = source_root(root, source)
     make_private_dirs(directory)
     return directory
+
+
+@contextmanager
+def archive_lock(directory: str) -> Iterator[None]:
+    """Exclusive lock on the archive of one server (``.lock`` in it): one archive run at a time."""
+    fd = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RedisError(f"another redis_aof_archive run is archiving into {directory}; try again later") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------------

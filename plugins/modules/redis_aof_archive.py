@@ -190,6 +190,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     aof_dir_of,
     aof_settings,
     archive,
+    archive_lock,
     held_range,
     load_index,
     plan_archive,
@@ -233,17 +234,19 @@ def run(client: Any, params: dict[str, Any], source: str, check_mode: bool) -> d
     if off:
         wait_rewrite_idle(client, params["timeout"])  # appendonly yes writes a new base first
     prepare_dirs(params["dest"], source)
-    if params["rewrite"]:
-        generation, copied = rewrite_aof(
-            client, params["timeout"], directory, index, aof_dir, settings["appendfilename"]
-        )
-    else:
-        manifest_path, parts = read_manifest(aof_dir, settings["appendfilename"])
-        with open(manifest_path, "rb") as fh:
-            manifest = (os.path.basename(manifest_path), fh.read())
-        done = archive(directory, index, aof_dir, parts, manifest)
-        generation, copied = done.generation, [f"{done.generation}/{n}" for n in done.copied]
-    save_index(directory, index)
+    with archive_lock(directory):
+        index = load_index(directory, source)  # again, under the lock
+        if params["rewrite"]:
+            generation, copied = rewrite_aof(
+                client, params["timeout"], directory, index, aof_dir, settings["appendfilename"]
+            )
+        else:
+            manifest_path, parts = read_manifest(aof_dir, settings["appendfilename"])
+            with open(manifest_path, "rb") as fh:
+                manifest = (os.path.basename(manifest_path), fh.read())
+            done = archive(directory, index, aof_dir, parts, manifest)
+            generation, copied = done.generation, [f"{done.generation}/{n}" for n in done.copied]
+        save_index(directory, index)
     result.update(
         copied=copied,
         generation=generation,

@@ -7,6 +7,7 @@ state at each of those seconds is known exactly and a restore to one of them can
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -248,6 +249,16 @@ def test_archive_needs_timestamps(module, redis_server, tmp_path):  # noqa: F811
     again = module("redis_aof_archive", server.args(dest=str(root), configure=True))
     assert again["_rc"] == 0 and again["configured"] == [], again
 
+    # a server without AOF at all: configure turns it on, waits for the first base, archives it
+    plain = redis_server(aof=False)
+    plain.client().set("k", "v")
+    res = module("redis_aof_archive", plain.args(dest=str(root)))
+    assert res["_rc"] != 0 and "appendonly is no" in res["msg"], res
+    done = module("redis_aof_archive", plain.args(dest=str(root), configure=True))
+    assert done["_rc"] == 0 and done["configured"] == ["appendonly", "aof-timestamp-enabled"], done
+    assert [c for c in done["copied"] if c.endswith(".base.rdb")], done["copied"]
+    assert plain.client().config_get("appendonly") == {"appendonly": "yes"}
+
 
 def test_gap_left_by_a_rewrite_is_refused(module, redis_server, tmp_path):  # noqa: F811
     """A rewrite the module did not run drops the writes since the last archive run: a time in that
@@ -296,3 +307,78 @@ def test_failed_start_puts_the_previous_aof_back(module, timeline):
     assert not [p for p in server.dir.iterdir() if ".pitr-" in p.name or ".pre-restore-" in p.name]
     server.start()
     assert keys(server) == before
+
+
+def resp(*args: str) -> bytes:
+    out = f"*{len(args)}\r\n".encode()
+    for arg in args:
+        out += f"${len(arg.encode())}\r\n{arg}\r\n".encode()
+    return out
+
+
+def test_restore_through_several_incr_files_and_an_aof_base(module, redis_server, tmp_path):  # noqa: F811
+    """A generation with an AOF (not RDB) base and two incr files (as a failed rewrite leaves them):
+    a target in the first incr file drops the second one (redis-check-aof only cuts the last file)."""
+    server = aof_server(redis_server)
+    root = tmp_path / "archive"
+    gen_dir = root / "redis-aof" / "synthetic" / "20260101T000000Z-seq1-00000000"
+    gen_dir.mkdir(parents=True)
+    files = {
+        "a.aof.1.base.aof": b"#TS:90\r\n" + resp("SELECT", "0") + resp("SET", "base", "1"),
+        "a.aof.1.incr.aof": b"#TS:100\r\n"
+        + resp("SELECT", "0")
+        + resp("SET", "x", "1")
+        + b"#TS:101\r\n"
+        + resp("SET", "y", "1"),
+        "a.aof.2.incr.aof": b"#TS:102\r\n"
+        + resp("SELECT", "0")
+        + resp("SET", "z", "1")
+        + b"#TS:103\r\n"
+        + resp("SET", "w", "1"),
+    }
+    for name, data in files.items():
+        (gen_dir / name).write_bytes(data)
+
+    def entry(name: str, seq: int, first: int | None, last: int | None) -> dict:
+        data = files[name]
+        return {
+            "name": name,
+            "seq": seq,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "first_ts": first,
+            "last_ts": last,
+        }
+
+    base = entry("a.aof.1.base.aof", 1, None, None) | {"time": 90}
+    index = {
+        "format": "runbook.stack/redis-aof-archive",
+        "version": 1,
+        "source": "synthetic",
+        "generations": [
+            {
+                "id": gen_dir.name,
+                "base": base,
+                "incr": [entry("a.aof.1.incr.aof", 1, 100, 101), entry("a.aof.2.incr.aof", 2, 102, 103)],
+                "covered_until": 110,
+                "sealed": False,
+            }
+        ],
+    }
+    (gen_dir.parent / "index.json").write_text(json.dumps(index))
+
+    def restore(target: int, **kwargs: Any) -> dict:
+        args = server.restore_args(archive_root=str(root), source="synthetic", target_time=str(target))
+        return module("redis_restore_to_time", args, **kwargs)
+
+    plan = restore(100, check_mode=True)
+    assert plan["_rc"] == 0 and plan["files"] == ["appendonly.aof.1.base.aof", "appendonly.aof.1.incr.aof"], plan
+    for target, want in (
+        (100, {"base", "x"}),
+        (102, {"base", "x", "y", "z"}),
+        (95, {"base"}),
+        (110, {"base", "x", "y", "z", "w"}),
+    ):
+        done = restore(target)
+        assert done["_rc"] == 0, done
+        assert set(keys(server)) == {k.encode() for k in want}, (target, keys(server))
