@@ -154,7 +154,7 @@ def main() -> None:
             result["archiver"] = archiver(params)
         if params["verify"]:
             proc = runner.run(
-                "verify", "--output=text", what=f"pgbackrest verify of stanza {params['stanza']!r} failed"
+                "verify", "--output=text", "--verbose", what=f"pgbackrest verify of stanza {params['stanza']!r} failed"
             )
             result["verify"] = proc.stdout.strip()
     except PostgresError as exc:
