@@ -101,6 +101,10 @@ options:
     description: Directory of pgBackRest's lock files.
     type: path
     default: /tmp/pgbackrest
+  spool_path:
+    description: pgBackRest's spool directory (also read by C(restore)); must be writable by O(os_user).
+    type: path
+    default: /var/spool/pgbackrest
   global_options:
     description: Further pgBackRest options for the C([global]) section, for example C(process-max) or C(compress-type).
     type: dict
@@ -244,6 +248,7 @@ def config_sections(params: dict[str, Any], data_dir: str, socket_dir: str | Non
         "repo1-retention-full": params["retention_full"],
         "log-path": params["log_path"],
         "lock-path": params["lock_path"],
+        "spool-path": params["spool_path"],
         "log-level-file": "info",
     }
     glob.update({str(k): v for k, v in (params.get("global_options") or {}).items()})
@@ -319,6 +324,7 @@ def main() -> None:
             socket_dir=dict(type="path"),
             log_path=dict(type="path", default="/var/log/pgbackrest"),
             lock_path=dict(type="path", default="/tmp/pgbackrest"),
+            spool_path=dict(type="path", default="/var/spool/pgbackrest"),
             global_options=dict(type="dict", default={}),
             create_stanza=dict(type="bool", default=True),
             check=dict(type="bool", default=True),
