@@ -74,6 +74,11 @@ backups:
   type: list
   elements: dict
   returned: always
+repo_errors:
+  description: Repositories pgBackRest could not read, with the reason.
+  type: list
+  elements: str
+  returned: always
 archive:
   description: Archived WAL of the current database id (id, min, max) and every range (ranges).
   type: dict

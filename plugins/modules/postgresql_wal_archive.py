@@ -199,6 +199,7 @@ duration_s:
 """
 
 import os
+import pwd
 import time
 from typing import Any
 
@@ -268,8 +269,6 @@ def write_private(path: str, text: str, user: str | None) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     if user and os.geteuid() == 0:
-        import pwd
-
         entry = pwd.getpwnam(user)
         os.chown(tmp, entry.pw_uid, entry.pw_gid)
     os.replace(tmp, path)
