@@ -287,6 +287,12 @@ def main() -> None:
     except CLIENT_ERRORS as exc:
         cause = describe(exc, info) if info else str(exc)
         module.fail_json(msg=f"cannot archive the AOF of Redis at {where}: {cause}", duration_s=_since(started))
+    except FileNotFoundError as exc:
+        module.fail_json(
+            msg=f"cannot archive the AOF of Redis at {where}: {exc.filename} vanished while it was read "
+            "(the server rewrote its AOF meanwhile); run the module again",
+            duration_s=_since(started),
+        )
     except OSError as exc:
         module.fail_json(
             msg=f"cannot archive the AOF of Redis at {where} into {p['dest']}: {exc.strerror or exc}"

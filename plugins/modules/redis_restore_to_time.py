@@ -419,14 +419,16 @@ def swap(
 
 
 def roll_back(params: dict[str, Any], info: ConnInfo, aof_path: str, previous: str | None, commands: list[str]) -> str:
+    """Stop the server if it runs, put the previous AOF directory back (``previous`` None: there was
+    none) and start it; a sentence saying how that went."""
     try:
         if port_open(info.host, info.port):
             stop_server(params, info, commands)
+        if os.path.lexists(aof_path):  # the assembled copy (the archive still holds its files)
+            remove_tree(aof_path)
         if previous:
-            if os.path.lexists(aof_path):
-                remove_tree(aof_path)
             os.rename(previous, aof_path)
-            fsync_dir(os.path.dirname(aof_path))
+        fsync_dir(os.path.dirname(aof_path))
     except (RedisError, OSError) as exc:
         return (
             f"putting the previous AOF back failed too ({one_line(exc, info.password)}); it is kept as {previous}; "
