@@ -8,6 +8,7 @@ modules connect to ``localhost`` and send ``s3.lab.test`` as the S3 endpoint.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import pwd
 import shutil
@@ -207,6 +208,13 @@ def test_pitr_round_trip(stack):
     assert res["_rc"] == 0, res
     assert res["label"].endswith("F") and res["type"] == "full" and res["backup"]["wal_start"], res
     label = res["label"]
+    # pgBackRest picks a backup whose stop time (whole seconds) is before the target: write after it
+    stop = dt.datetime.fromisoformat(res["backup"]["stop"]) + dt.timedelta(seconds=1)
+    wait_for(
+        "server clock past the backup's stop second",
+        lambda: q(st["port"], st["sock"], "SELECT clock_timestamp()")[0][0] > stop,
+        5,
+    )
 
     q(st["port"], st["sock"], "CREATE TABLE t(i int); INSERT INTO t SELECT generate_series(1, 3)")
     t1 = q(st["port"], st["sock"], "SELECT clock_timestamp()")[0][0]
