@@ -271,5 +271,5 @@ def test_pitr_round_trip(stack):
     )
     assert bad["failed"] and "target_lsn 'nope' is not a WAL location" in bad["msg"], bad
     assert not (st["root"] / "x").exists()
-    # observed, not asserted: the trap reproduced in 2 of 3 runs here (see docs/pitr.md)
+    # observed, not asserted: the trap reproduced in 3 of 5 runs here (see docs/pitr.md)
     print(f"archive_timeout trap after restart without reload seen: {trap_seen}")
