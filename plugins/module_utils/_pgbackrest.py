@@ -59,7 +59,9 @@ def pgbackrest_argument_spec() -> dict[str, Any]:
         stanza=dict(type="str", required=True),
         config_file=dict(type="path", default=DEFAULT_CONFIG),
         os_user=dict(type="str"),
-        access_key=dict(type="str", aliases=["aws_access_key_id"], fallback=(env_fallback, ["AWS_ACCESS_KEY_ID"])),
+        access_key=dict(
+            type="str", no_log=False, aliases=["aws_access_key_id"], fallback=(env_fallback, ["AWS_ACCESS_KEY_ID"])
+        ),
         secret_key=dict(type="str", no_log=True, fallback=(env_fallback, ["AWS_SECRET_ACCESS_KEY"])),
         pgbackrest_bin=dict(type="path", default="pgbackrest"),
         command_timeout=dict(type="float", default=3600),

@@ -541,7 +541,12 @@ def _persistence(client: Any) -> dict[str, Any]:
 
 def wait_rewrite_idle(client: Any, timeout: float) -> dict[str, Any]:
     """Wait until no AOF rewrite runs or is scheduled; the INFO persistence reply."""
-    reply = poll(lambda: (lambda r: r if not busy_persisting(r) else None)(_persistence(client)), timeout, 0.05)
+
+    def idle() -> dict[str, Any] | None:
+        reply = _persistence(client)
+        return None if busy_persisting(reply) else reply
+
+    reply = poll(idle, timeout, 0.05)
     if reply is None:
         raise RedisError(f"an AOF rewrite or RDB save was still running after {timeout:g} s; raise timeout")
     return reply

@@ -24,6 +24,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Running the module twice against an unchanged system reports no change.
     support: full
     details: The module never changes anything.
   platform:

@@ -26,6 +26,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Running the module twice against an unchanged system reports no change.
     support: none
     details: A second run fails because O(dest_data_dir) is no longer empty.
   platform:

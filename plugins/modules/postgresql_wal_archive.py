@@ -32,6 +32,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Running the module twice against an unchanged system reports no change.
     support: full
     details: A second run changes nothing (it reloads the configuration again, which is not reported as a change).
   platform:

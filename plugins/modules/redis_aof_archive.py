@@ -54,6 +54,7 @@ attributes:
   diff_mode:
     support: none
   idempotent:
+    description: Running the module twice against an unchanged system reports no change.
     support: partial
     details:
       - A run when the server has written nothing since the last one reports no change. With

@@ -155,7 +155,7 @@ target_time:
   type: str
   returned: success
   sample: "2026-12-05T21:30:00Z"
-keys:
+key_count:
   description: Keys under O(prefix) with at least one version or delete marker.
   type: int
   returned: success
@@ -328,7 +328,7 @@ def main() -> None:
         changed_keys = plan.copy + plan.delete
         result |= dict(
             target_time=when,
-            keys=len(plan.keys),
+            key_count=len(plan.keys),
             versions=plan.versions,
             delete_markers=plan.delete_markers,
             would_copy=len(plan.copy),
