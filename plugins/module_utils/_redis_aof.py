@@ -1,46 +1,32 @@
 # Copyright: runbook.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Redis 7 multi-part AOF: manifest, timestamps, the off-host archive of AOF generations and the
-choice of files for a point-in-time restore (private; redis_aof_archive, redis_aof_archive_info,
-redis_restore_to_time).
+"""Redis 7 multi-part AOF: manifest, timestamps, the archive index and the choice of files for a
+point-in-time restore (private; redis_aof_archive, redis_aof_archive_info, redis_restore_to_time and
+the follow process). Storage (a local directory or S3) is in _redis_aof_archive_store, the copying in
+_redis_aof_archiver, the long-running follow mode in _redis_aof_follow.
 
-Archive layout (local directory, 0700 directories, 0600 files)::
+Archive layout (``<root>`` a local directory or ``s3://bucket/prefix``)::
 
     <root>/redis-aof/<source>/index.json
     <root>/redis-aof/<source>/<generation id>/<base file> <incr files...> <manifest>
 
 A generation is one AOF base file and the incr files that follow it in the server's manifest; a
-rewrite (BGREWRITEAOF) starts the next one. ``index.json`` records, per file, its sha256, size and
-first/last ``#TS`` annotation (the base: the time it represents), and per generation up to which
-second its writes are held (``covered_until``; ``sealed`` when its last incr file was copied after
-the rewrite that ended it, so it reaches the next base without a gap).
+rewrite (BGREWRITEAOF) starts the next one. ``index.json`` (written last by every run) records, per
+file, its sha256, size and first/last ``#TS`` annotation (the base: the time it represents), and per
+generation up to which second its writes are held (``covered_until``; ``sealed`` when its last incr
+file was copied after the rewrite that ended it, so it reaches the next base without a gap).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
-import hashlib
 import json
 import os
 import re
 import shlex
-import tempfile
-import time
-import urllib.parse
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
-    FILE_MODE,
-    fsync_dir,
-    make_private_dirs,
-    remove_tree,
-    source_dirname,
-    write_file_atomic,
-)
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
     RedisError,
@@ -54,7 +40,6 @@ INDEX = "index.json"
 INDEX_FORMAT = "runbook.stack/redis-aof-archive"
 CHUNK = 4 * 1024 * 1024
 _TS_RE = re.compile(rb"^#TS:(\d+)\r\n\Z")
-
 
 # ------------------------------------------------------------------------------------------------
 # manifest
@@ -92,15 +77,24 @@ def manifest_text(parts: list[AofPart]) -> bytes:
 
 def read_manifest(aof_dir: str, appendfilename: str) -> tuple[str, list[AofPart]]:
     """(manifest path, its base and incr parts); RedisError when there is no usable manifest."""
+    path, parts, _raw = read_manifest_file(aof_dir, appendfilename)
+    return path, parts
+
+
+def read_manifest_file(aof_dir: str, appendfilename: str) -> tuple[str, list[AofPart], bytes]:
+    """(manifest path, its base and incr parts, its bytes as read once)."""
     path = os.path.join(aof_dir, f"{appendfilename}.manifest")
     try:
-        with open(path, encoding="utf-8") as fh:
-            parts = [p for p in parse_manifest(fh.read(), path) if p.type != "h"]
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        parts = [p for p in parse_manifest(raw.decode("utf-8"), path) if p.type != "h"]
     except OSError as exc:
         raise RedisError(f"cannot read the AOF manifest {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise RedisError(f"the AOF manifest {path} is not text") from None
     if [p.type for p in parts[:1]] != ["b"] or [p for p in parts[1:] if p.type != "i"]:
         raise RedisError(f"the AOF manifest {path} does not list one base file followed by incr files")
-    return path, parts
+    return path, parts, raw
 
 
 # ------------------------------------------------------------------------------------------------
@@ -237,31 +231,28 @@ def parse_time(value: str) -> int:
 # ------------------------------------------------------------------------------------------------
 
 
-def source_root(root: str, source: str) -> str:
-    return os.path.join(root, ARCHIVE_DIR, source_dirname(source))
+def new_index(source: str) -> dict[str, Any]:
+    return {"format": INDEX_FORMAT, "version": 1, "source": source, "generations": []}
 
 
-def load_index(directory: str, source: str) -> dict[str, Any]:
-    path = os.path.join(directory, INDEX)
+def parse_index(raw: bytes, where: str) -> dict[str, Any]:
+    """The index in ``raw`` (the content of ``where``); RedisError when it is not an archive index."""
     try:
-        with open(path, "rb") as fh:
-            index = json.loads(fh.read())
-    except FileNotFoundError:
-        return {"format": INDEX_FORMAT, "version": 1, "source": source, "generations": []}
-    except (OSError, ValueError) as exc:
-        raise RedisError(f"cannot read the archive index {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        index = json.loads(raw)
+    except ValueError as exc:
+        raise RedisError(f"cannot read the archive index {where}: {exc}") from None
     if (
         not isinstance(index, dict)
         or index.get("format") != INDEX_FORMAT
         or not isinstance(index.get("generations"), list)
     ):
-        raise RedisError(f"{path} is not a redis_aof_archive index")
+        raise RedisError(f"{where} is not a redis_aof_archive index")
     return index
 
 
-def save_index(directory: str, index: dict[str, Any]) -> None:
+def index_bytes(index: dict[str, Any]) -> bytes:
     index["generations"].sort(key=lambda g: (g["base"]["time"], g["base"]["seq"]))
-    write_file_atomic(os.path.join(directory, INDEX), (json.dumps(index, indent=2, sort_keys=True) + "\n").encode())
+    return (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()
 
 
 def held_range(index: dict[str, Any]) -> dict[str, Any]:
@@ -296,55 +287,22 @@ def held_range(index: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------
-# archiving
+# what an archive run copies
 # ------------------------------------------------------------------------------------------------
 
 
-def _stat_key(st: os.stat_result) -> list[int]:
+def stat_key(st: os.stat_result) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def _copy_range(src: BinaryIO, dst_path: str, length: int, prefix_len: int = 0) -> tuple[str, str | None]:
-    """Copy the first ``length`` bytes of ``src`` to a new file ``dst_path`` (0600, fsynced);
-    return (sha256 of the copy, sha256 of its first ``prefix_len`` bytes or None)."""
-    digest, prefix_digest = hashlib.sha256(), None
-    src.seek(0)
-    fd = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    with os.fdopen(fd, "wb") as out:
-        done = 0
-        while done < length:
-            if prefix_len and prefix_digest is None and done >= prefix_len:
-                prefix_digest = digest.hexdigest()
-            step = min(CHUNK, length - done)
-            if prefix_len and prefix_digest is None and done < prefix_len < done + step:
-                step = prefix_len - done
-            block = src.read(step)
-            if not block:
-                raise RedisError(f"{getattr(src, 'name', 'the AOF file')} is shorter than {length} bytes")
-            digest.update(block)
-            out.write(block)
-            done += len(block)
-        out.flush()
-        os.fsync(out.fileno())
-    if prefix_len and prefix_digest is None and done >= prefix_len:
-        prefix_digest = digest.hexdigest()
-    return digest.hexdigest(), prefix_digest
-
-
-@dataclass
-class ArchiveRun:
-    copied: list[str]
-    generation: str
-
-
-def _gen_id(base_ts: int, part: AofPart, sha: str) -> str:
+def gen_id(base_ts: int, part: AofPart, sha: str) -> str:
     stamp = _dt.datetime.fromtimestamp(base_ts, _dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-seq{part.seq}-{sha[:8]}"
 
 
 def find_generation(index: dict[str, Any], base: AofPart, st: os.stat_result) -> dict[str, Any] | None:
     for gen in index["generations"]:
-        if gen["base"]["name"] == base.name and gen["base"].get("stat") == _stat_key(st):
+        if gen["base"]["name"] == base.name and gen["base"].get("stat") == stat_key(st):
             return gen
     return None
 
@@ -360,152 +318,22 @@ def plan_archive(index: dict[str, Any], aof_dir: str, parts: list[AofPart]) -> t
     out = []
     for part in parts[1:]:
         st = os.stat(os.path.join(aof_dir, part.name))
-        unchanged = part.name in held and held[part.name].get("stat") == _stat_key(st)
+        unchanged = part.name in held and held[part.name].get("stat") == stat_key(st)
         if not unchanged and st.st_size > (held[part.name]["size"] if part.name in held else 0):
             out.append(part.name)
     return gen["id"], out
 
 
-def ensure_generation(
-    directory: str, index: dict[str, Any], aof_dir: str, base: AofPart, now: float
-) -> tuple[dict[str, Any], bool]:
-    """The index entry of the generation of ``base``; a new one (the base copied) when it is not
-    archived yet. Returns (entry, whether the base was copied)."""
-    base_path = os.path.join(aof_dir, base.name)
-    with open(base_path, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        gen = find_generation(index, base, st)
-        if gen is not None:
-            return gen, False
-        ts = base_time(base_path, base.name)
-        tmp = tempfile.mkdtemp(prefix=".gen-", dir=directory)
-        try:
-            os.chmod(tmp, 0o700)
-            sha, _p = _copy_range(fh, os.path.join(tmp, base.name), st.st_size)
-            gen_id = _gen_id(ts, base, sha)
-            taken = {g["id"] for g in index["generations"]}
-            # the same base again (a restore put an archived one back): another id, never the same directory
-            gen_id = next(
-                f"{gen_id}{more}" for more in ["", *(f"-{n}" for n in range(2, 1000))] if f"{gen_id}{more}" not in taken
-            )
-            final = os.path.join(directory, gen_id)
-            if os.path.lexists(final):  # left by a run that ended before it saved the index
-                remove_tree(final)
-            fsync_dir(tmp)
-            os.rename(tmp, final)
-        except BaseException:
-            if os.path.lexists(tmp):
-                remove_tree(tmp)
-            raise
-        fsync_dir(directory)
-    gen = {
-        "id": gen_id,
-        "base": {
-            "name": base.name,
-            "seq": base.seq,
-            "sha256": sha,
-            "size": st.st_size,
-            "time": ts,
-            "stat": _stat_key(st),
-        },
-        "incr": [],
-        "covered_until": ts,
-        "sealed": False,
-        "archived_at": int(now),
-    }
-    index["generations"].append(gen)
-    return gen, True
-
-
-def copy_incr(gen_dir: str, gen: dict[str, Any], aof_dir: str, part: AofPart, fh: BinaryIO) -> bool:
-    """Archive the complete commands of the incr file open as ``fh``; True when a copy was written."""
-    held = {f["name"]: f for f in gen["incr"]}
-    st = os.fstat(fh.fileno())
-    old = held.get(part.name)
-    if old and old.get("stat") == _stat_key(st):
+def seal_allowed(held: list[AofPart], now: list[AofPart]) -> bool:
+    """Whether the incr files ``held`` open (the manifest ``held`` of the previous pass) finish their
+    generation up to the base of ``now`` (the manifest after a rewrite): exactly one rewrite ran
+    (base seq + 1) and every incr file before the first one of the new generation is held. Then the
+    rest of the held files, read through the open descriptors, leaves no gap."""
+    held_incr = [p.seq for p in held[1:]]
+    now_incr = [p.seq for p in now[1:]]
+    if not held_incr or not now_incr or now[0].seq != held[0].seq + 1:
         return False
-    if old and old.get("inode") not in (None, st.st_ino):
-        raise RedisError(
-            f"{part.name} in {aof_dir} is another file than the one archived in {gen_dir} "
-            "(the server's AOF was replaced without a rewrite); archive it into a new dest"
-        )
-    old_size = old["size"] if old else 0
-    scan = scan_aof(fh, old_size, st.st_size, Scan(old_size, old and old.get("first_ts"), old and old.get("last_ts")))
-    complete = _stat_key(st) if scan.end == st.st_size else None
-    if scan.end <= old_size:  # nothing new that is complete
-        if old:
-            old["stat"] = complete or old.get("stat")
-        return False
-    tmp = os.path.join(gen_dir, f".{part.name}.tmp-{os.getpid()}")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    try:
-        sha, prefix = _copy_range(fh, tmp, scan.end, old_size)
-        if old and prefix != old["sha256"]:
-            raise RedisError(
-                f"the first {old_size} bytes of {part.name} in {aof_dir} differ from the copy in "
-                f"{gen_dir} (the server's AOF was replaced without a rewrite); archive it into a new dest"
-            )
-        os.replace(tmp, os.path.join(gen_dir, part.name))
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(gen_dir)
-    entry = {
-        "name": part.name,
-        "seq": part.seq,
-        "sha256": sha,
-        "size": scan.end,
-        "first_ts": scan.first_ts,
-        "last_ts": scan.last_ts,
-        "inode": st.st_ino,
-        "stat": complete,
-    }
-    if old:
-        old.update(entry)
-    else:
-        gen["incr"].append(entry)
-    return True
-
-
-def archive(
-    directory: str,
-    index: dict[str, Any],
-    aof_dir: str,
-    parts: list[AofPart],
-    manifest: tuple[str, bytes],
-    open_files: dict[str, BinaryIO] | None = None,
-    generation: dict[str, Any] | None = None,
-    clock: Any = None,
-) -> ArchiveRun:
-    """Copy what is new of the generation of ``parts`` into ``directory`` and update ``index`` (not
-    saved). ``manifest``: (file name, content) of the server's manifest of these parts.
-    ``open_files`` and ``generation``: seal that (already archived) generation from incr files opened
-    before a rewrite deleted them; they are complete, so it reaches the next base without a gap."""
-    now = (clock or time.time)()
-    open_files = open_files or {}
-    copied: list[str] = []
-    if generation is None:
-        gen, new = ensure_generation(directory, index, aof_dir, parts[0], now)
-        copied += [parts[0].name] if new else []
-    else:
-        gen = generation
-    gen_dir = os.path.join(directory, gen["id"])
-    for part in parts[1:]:
-        with ExitStack() as stack:
-            fh = open_files.get(part.name) or stack.enter_context(open(os.path.join(aof_dir, part.name), "rb"))
-            if copy_incr(gen_dir, gen, aof_dir, part, fh):
-                copied.append(part.name)
-    write_file_atomic(os.path.join(gen_dir, manifest[0]), manifest[1])
-    gen["manifest"] = manifest[0]
-    if generation is not None:
-        gen["sealed"] = True
-    else:
-        # every write acknowledged before this run started is in the copies: whole seconds before now
-        gen["covered_until"] = max(gen["covered_until"], int(now) - 1)
-    gen["archived_at"] = int(now)
-    return ArchiveRun(copied=copied, generation=gen["id"])
+    return set(range(min(held_incr), min(now_incr))) <= set(held_incr)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -552,71 +380,6 @@ def wait_rewrite_idle(client: Any, timeout: float) -> dict[str, Any]:
     return reply
 
 
-def rewrite_aof(
-    client: Any, timeout: float, directory: str, index: dict[str, Any], aof_dir: str, appendfilename: str
-) -> tuple[str, list[str]]:
-    """BGREWRITEAOF without a gap in the archive: the incr files of the current generation are kept
-    open, the rewrite runs, their rest is archived through the open descriptors (the generation is
-    sealed) and the new generation is archived. Returns (new generation id, files copied)."""
-    wait_rewrite_idle(client, timeout)
-    manifest_path, parts = read_manifest(aof_dir, appendfilename)
-    with open(manifest_path, "rb") as fh:
-        old_manifest = (os.path.basename(manifest_path), fh.read())
-    first = archive(directory, index, aof_dir, parts, old_manifest)
-    save_index(directory, index)
-    gen = next(g for g in index["generations"] if g["id"] == first.generation)
-    copied = [f"{first.generation}/{n}" for n in first.copied]
-    with ExitStack() as stack:
-        open_files = {p.name: stack.enter_context(open(os.path.join(aof_dir, p.name), "rb")) for p in parts[1:]}
-        if read_manifest(aof_dir, appendfilename)[1] != parts:
-            raise RedisError("the AOF was rewritten by the server while it was archived; run again")
-        before = int(_persistence(client).get("aof_rewrites", 0))
-        try:
-            client.bgrewriteaof()
-        except CLIENT_ERRORS as exc:
-            raise RedisError(f"BGREWRITEAOF was refused: {one_line(exc)}") from None
-
-        def finished() -> dict[str, Any] | None:
-            reply = _persistence(client)
-            done = int(reply.get("aof_rewrites", 0)) > before and not busy_persisting(reply)
-            return reply if done else None
-
-        reply = poll(finished, timeout, 0.05)
-        if reply is None:
-            raise RedisError(f"the AOF rewrite did not finish within {timeout:g} s; raise timeout")
-        if str(reply.get("aof_last_bgrewrite_status", "ok")) != "ok":
-            raise RedisError("the AOF rewrite failed (aof_last_bgrewrite_status:err; see the Redis log)")
-        sealed = archive(directory, index, aof_dir, parts, old_manifest, open_files=open_files, generation=gen)
-        save_index(directory, index)
-        copied += [f"{sealed.generation}/{n}" for n in sealed.copied]
-    manifest_path, parts = read_manifest(aof_dir, appendfilename)
-    with open(manifest_path, "rb") as fh:
-        new_manifest = (os.path.basename(manifest_path), fh.read())
-    nxt = archive(directory, index, aof_dir, parts, new_manifest)
-    copied += [f"{nxt.generation}/{n}" for n in nxt.copied]
-    return nxt.generation, copied
-
-
-def prepare_dirs(root: str, source: str) -> str:
-    directory = source_root(root, source)
-    make_private_dirs(directory)
-    return directory
-
-
-@contextmanager
-def archive_lock(directory: str) -> Iterator[None]:
-    """Exclusive lock on the archive of one server (``.lock`` in it): one archive run at a time."""
-    fd = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT, FILE_MODE)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RedisError(f"another redis_aof_archive run is archiving into {directory}; try again later") from None
-        yield
-    finally:
-        os.close(fd)
-
-
 # ------------------------------------------------------------------------------------------------
 # choosing files for a point in time
 # ------------------------------------------------------------------------------------------------
@@ -659,104 +422,3 @@ def select(index: dict[str, Any], target: int, where: str) -> Selection:
         )
     incr = [f for f in gen["incr"] if f.get("first_ts") is not None and f["first_ts"] <= target]
     return Selection(generation=gen, incr=incr, target=target)
-
-
-def verify_file(path: str, entry: dict[str, Any]) -> str | None:
-    """A problem when the archived file does not have the recorded size and sha256."""
-    try:
-        size = os.path.getsize(path)
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(CHUNK), b""):
-                digest.update(block)
-    except OSError as exc:
-        return f"{path}: {exc.strerror or exc}"
-    if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
-        return f"{path}: size or sha256 differs from the archive index"
-    return None
-
-
-# ------------------------------------------------------------------------------------------------
-# reading an archive (redis_aof_archive_info)
-# ------------------------------------------------------------------------------------------------
-
-
-def list_sources(root: str) -> list[str]:
-    """The servers archived under ``root`` (names decoded from their directories)."""
-    base = os.path.join(root, ARCHIVE_DIR)
-    if not os.path.isdir(base):
-        return []
-    return sorted(urllib.parse.unquote(n) for n in os.listdir(base) if os.path.isfile(os.path.join(base, n, INDEX)))
-
-
-def describe_archive(root: str, source: str, verify: bool) -> dict[str, Any]:
-    """held range, generations, size and the problems (missing files, size or sha256) of one archive."""
-    directory = source_root(root, source)
-    index = load_index(directory, source)
-    problems, size, generations = [], 0, []
-    for gen in index["generations"]:
-        files = [gen["base"], *gen["incr"]]
-        for entry in files:
-            path = os.path.join(directory, gen["id"], entry["name"])
-            size += entry["size"]
-            if verify:
-                problem = verify_file(path, entry)
-            elif not os.path.isfile(path):
-                problem = f"{path}: missing"
-            else:
-                problem = None if os.path.getsize(path) == entry["size"] else f"{path}: size differs from the index"
-            if problem:
-                problems.append(problem)
-        generations.append(
-            {
-                "id": gen["id"],
-                "base": gen["base"]["name"],
-                "base_time": gen["base"]["time"],
-                "base_time_utc": utc(gen["base"]["time"]),
-                "incr": [{k: f.get(k) for k in ("name", "size", "sha256", "first_ts", "last_ts")} for f in gen["incr"]],
-                "covered_until": gen["covered_until"],
-                "covered_until_utc": utc(gen["covered_until"]),
-                "sealed": bool(gen.get("sealed")),
-            }
-        )
-    return {
-        "source": source,
-        "path": directory,
-        "held": held_range(index),
-        "generations": generations,
-        "size_bytes": size,
-        "problems": problems,
-    }
-
-
-# ------------------------------------------------------------------------------------------------
-# assembling an AOF directory for a point in time (redis_restore_to_time)
-# ------------------------------------------------------------------------------------------------
-
-
-def archived_problems(directory: str, sel: Selection) -> list[str]:
-    """sha256 and size of every archived file a restore of ``sel`` uses, against the index."""
-    gen_dir = os.path.join(directory, sel.generation["id"])
-    found = [verify_file(os.path.join(gen_dir, e["name"]), e) for e in [sel.generation["base"], *sel.incr]]
-    return [p for p in found if p]
-
-
-def assemble(directory: str, sel: Selection, staging: str, appendfilename: str) -> tuple[str, list[str]]:
-    """Copy the files of ``sel`` into ``staging`` under the server's ``appendfilename`` and write their
-    manifest; returns (manifest path, file names in manifest order)."""
-    gen_dir = os.path.join(directory, sel.generation["id"])
-    base = sel.generation["base"]
-    suffix = "rdb" if base["name"].endswith(".rdb") else "aof"
-    parts = [AofPart(f"{appendfilename}.{base['seq']}.base.{suffix}", base["seq"], "b")]
-    parts += [AofPart(f"{appendfilename}.{e['seq']}.incr.aof", e["seq"], "i") for e in sel.incr]
-    for part, entry in zip(parts, [base, *sel.incr]):
-        with open(os.path.join(gen_dir, entry["name"]), "rb") as fh:
-            _copy_range(fh, os.path.join(staging, part.name), entry["size"])
-    manifest = os.path.join(staging, f"{appendfilename}.manifest")
-    with open(manifest, "wb") as fh:
-        fh.write(manifest_text(parts))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(manifest, FILE_MODE)
-    fsync_dir(staging)
-    return manifest, [p.name for p in parts]

@@ -16,11 +16,17 @@ description:
     dropped before they were archived) and the generations with their files.
   - O(verify=true) also re-computes the SHA-256 of every archived file and compares it and the size
     with the index.
+  - O(archive_root) can be an S3 prefix C(s3://bucket/prefix); the S3 connection options are only used
+    for it, and boto3 is only needed for it. Without O(verify) an S3 archive is checked by listing its
+    objects (every part there with its size); with O(verify) every part is streamed through the hash,
+    nothing is stored locally.
   - This module only reads; it does not connect to Redis.
 author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
+  - runbook.stack.s3
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.ACTIONGROUPS
 attributes:
   check_mode:
     support: full
@@ -32,10 +38,12 @@ attributes:
     support: full
   platform:
     platforms: posix
+  action_group:
+    membership: [runbook.stack.s3]
 options:
   archive_root:
     description:
-      - The O(runbook.stack.redis_aof_archive#module:dest) of the archive runs.
+      - The O(runbook.stack.redis_aof_archive#module:dest) of the archive runs, a directory or V(s3://bucket/prefix).
     type: path
     required: true
   source:
@@ -60,6 +68,12 @@ EXAMPLES = r"""
     verify: true
   register: aof_archive
 
+- name: The same for an archive on S3
+  runbook.stack.redis_aof_archive_info:
+    archive_root: s3://redis-pitr/prod
+    endpoint_url: https://s3.internal.example.com
+    source: "127.0.0.1:6379"
+
 - name: Stop when the archive is damaged
   ansible.builtin.assert:
     that: aof_archive.archives[0].problems == []
@@ -77,7 +91,7 @@ archives:
       type: str
       sample: "127.0.0.1:6379"
     path:
-      description: Its archive directory.
+      description: Its archive directory (or S3 URL).
       type: str
       sample: /mnt/backup/runbook/redis-aof/127.0.0.1%3A6379
     held:
@@ -102,18 +116,23 @@ archives:
       sample: []
 """
 
-import os
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.runbook.stack.plugins.module_utils._backup_set import BackupSetError, source_dirname
+from ansible_collections.runbook.stack.plugins.module_utils import _s3
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import BackupSetError
 from ansible_collections.runbook.stack.plugins.module_utils._redis import RedisError
-from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import describe_archive, list_sources
+from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_store import (
+    describe_archive,
+    is_s3,
+    list_sources,
+    open_store,
+)
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=_s3.s3_argument_spec()
+        | dict(
             archive_root=dict(type="path", required=True),
             source=dict(type="str"),
             verify=dict(type="bool", default=False),
@@ -121,18 +140,22 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
+    root = p["archive_root"]
+    if is_s3(root) and not _s3.HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=_s3.BOTO3_IMPORT_ERROR)
     try:
-        if p["source"] is not None:
-            if not os.path.isdir(os.path.join(p["archive_root"], "redis-aof", source_dirname(p["source"]))):
-                raise RedisError(f"no AOF archive of {p['source']} under {p['archive_root']}")
-            sources = [p["source"]]
-        else:
-            sources = list_sources(p["archive_root"])
-        archives = [describe_archive(p["archive_root"], s, p["verify"]) for s in sources]
-    except (RedisError, BackupSetError) as exc:
-        module.fail_json(msg=f"cannot read the AOF archive under {p['archive_root']}: {exc}")
+        s3 = _s3.conn_info(p) if is_s3(root) else None
+        sources = [p["source"]] if p["source"] is not None else list_sources(root, s3)
+        archives = []
+        for source in sources:
+            store = open_store(root, source, s3)
+            if not store.exists():
+                raise RedisError(f"no AOF archive of {source} under {root}")
+            archives.append(describe_archive(store, p["verify"]))
+    except (RedisError, BackupSetError, _s3.S3Error) as exc:
+        module.fail_json(msg=f"cannot read the AOF archive under {root}: {exc}")
     except OSError as exc:
-        module.fail_json(msg=f"cannot read the AOF archive under {p['archive_root']}: {exc.strerror or exc}")
+        module.fail_json(msg=f"cannot read the AOF archive under {root}: {exc.strerror or exc}")
     module.exit_json(changed=False, archives=archives)
 
 

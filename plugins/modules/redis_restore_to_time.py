@@ -15,11 +15,15 @@ description:
     the server is replaced.
   - "Choice of files: the newest archived generation whose base time (the RDB C(ctime) of the base, or
     the first C(#TS) of an AOF base) is at or before O(target_time), and its incr files whose first
-    C(#TS) is at or before it. They are copied (with the server's C(appendfilename)) and a manifest into a
-    staging directory beside the live C(appendonlydir), and C(redis-check-aof --truncate-to-timestamp
+    C(#TS) is at or before it. They are copied (from S3 downloaded, part by part) with the server's
+    C(appendfilename) and a manifest into a staging directory beside the live C(appendonlydir), each
+    checked against the SHA-256 and size in the archive index, and C(redis-check-aof --truncate-to-timestamp
     <target_time>) cuts the last incr file after the last write of that second. C(redis-check-aof) on the
-    result must then report every file valid. Before this, the SHA-256 and size of every archived file
-    used are checked against the archive index."
+    result must then report every file valid."
+  - The archive can be local or on S3 (O(archive_root=s3://bucket/prefix), with the S3 connection options);
+    the server's data directory is not needed for the archive, so a server whose data directory was lost
+    is restored from S3 alone. The server must be running when the module starts (its data may be
+    empty); a data directory that no longer exists is created (0700, owned by the module's user).
   - "Times the archive does not hold are refused before anything is changed: a time before the oldest
     archived base (C(redis-check-aof) would silently keep everything of a newer base), a time after the
     newest second whose writes were all archived (the writes between it and the target were not
@@ -42,6 +46,7 @@ author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - runbook.stack.redis
+  - runbook.stack.s3
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.ACTIONGROUPS
 attributes:
@@ -60,11 +65,12 @@ attributes:
   platform:
     platforms: posix
   action_group:
-    membership: [runbook.stack.redis]
+    membership: [runbook.stack.redis, runbook.stack.s3]
 options:
   archive_root:
     description:
-      - The O(runbook.stack.redis_aof_archive#module:dest) of the archive runs.
+      - The O(runbook.stack.redis_aof_archive#module:dest) of the archive runs, a directory or V(s3://bucket/prefix).
+      - The S3 connection options are only used for an V(s3://) root, and boto3 is only needed for it.
     type: path
     required: true
   source:
@@ -94,6 +100,17 @@ options:
       - Command (argv list, no shell) that starts the server and returns. Requires O(stop_command).
     type: list
     elements: str
+  validate_certs:
+    description:
+      - Verify the TLS certificate of the Redis server (when O(tls=true)) and of the S3 endpoint (V(https)).
+      - Shared by both connections; set it on the task when they need different values.
+    type: bool
+    default: true
+  connect_timeout:
+    description:
+      - Seconds to wait for the TCP (and TLS) connection to the Redis server, and to the S3 endpoint.
+    type: float
+    default: 5
   redis_check_aof:
     description:
       - The C(redis-check-aof) program (a name looked up on E(PATH), or a path). It must be of the same
@@ -113,6 +130,8 @@ options:
     default: 300
 notes:
   - O(db) is not used; a restore always replaces every database of the server.
+  - O(validate_certs) and O(connect_timeout) belong to both the Redis and the S3 connection (the module is
+    in both action groups, and with C(module_defaults) of both groups the group listed last sets them).
   - A restore killed with SIGKILL while the server is stopped can leave it stopped; the previous AOF
     directory is then kept as C(<appenddirname>.pre-restore-<stamp>) and the staging copy as
     C(.<appenddirname>.pitr-*) in the data directory. Unlike M(runbook.stack.redis_restore), there is no
@@ -133,6 +152,16 @@ EXAMPLES = r"""
     target_time: "2026-12-05T02:14:59Z"
     service: redis-server
   check_mode: true
+
+- name: Restore from the S3 archive after the data directory was lost
+  runbook.stack.redis_restore_to_time:
+    login_password: "{{ vault_redis_password }}"
+    archive_root: s3://redis-pitr/prod
+    endpoint_url: https://s3.internal.example.com
+    access_key: "{{ vault_backup_access_key }}"
+    secret_key: "{{ vault_backup_secret_key }}"
+    target_time: latest
+    service: redis-server
 
 - name: Restore the local Redis to the second before a bad deploy
   runbook.stack.redis_restore_to_time:
@@ -220,6 +249,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.runbook.stack.plugins.module_utils import _s3
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSetError,
     Steps,
@@ -245,17 +275,17 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     total_keys,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
-    INDEX,
     aof_settings,
-    archived_problems,
-    assemble,
     held_range,
-    load_index,
     parse_time,
     select,
-    source_root,
     utc,
     wait_rewrite_idle,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_store import (
+    assemble,
+    is_s3,
+    open_store,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._redis_control import (
     control_argv,
@@ -281,9 +311,10 @@ def check_aof(tool: str, args: list[str], timeout: int, commands: list[str]) -> 
     return out
 
 
-def build(tool: str, directory: str, sel: Any, staging: str, appendfilename: str, timeout: int, commands: list[str]):
-    """Assemble the AOF for the selection in ``staging``, cut it at the target and check it."""
-    manifest, files = assemble(directory, sel, staging, appendfilename)
+def build(tool: str, store: Any, sel: Any, staging: str, appendfilename: str, timeout: int, commands: list[str]):
+    """Fetch the AOF files of the selection into ``staging`` (each checked against the archive index),
+    cut them at the target and check them."""
+    manifest, files = assemble(store, sel, staging, appendfilename)
     if sel.incr:
         check_aof(tool, ["--truncate-to-timestamp", str(sel.target), manifest], timeout, commands)
     out = check_aof(tool, [manifest], timeout, commands)
@@ -300,24 +331,20 @@ def server_state(info: ConnInfo) -> tuple[dict[str, str], dict[str, dict[str, in
         client.close()
 
 
-def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool) -> dict[str, Any]:
+def run(params: dict[str, Any], info: ConnInfo, source: str, s3: Any, check_mode: bool) -> dict[str, Any]:
     steps, commands = Steps(), []
     tool = shutil.which(params["redis_check_aof"])
     if not tool:
         raise RedisError(f"redis_check_aof {params['redis_check_aof']} was not found (install redis-tools)")
-    directory = source_root(params["archive_root"], source)
-    if not os.path.isfile(os.path.join(directory, INDEX)):
-        raise RedisError(f"there is no AOF archive of {source} in {directory}")
+    store = open_store(params["archive_root"], source, s3)
+    if not store.exists():
+        raise RedisError(f"there is no AOF archive of {source} in {store.path}")
     with steps.step("choose the archived files"):
-        index = load_index(directory, source)
+        index = store.load_index()
         held = held_range(index)
         wanted = params["target_time"].strip()
         target = held["newest"] if wanted == "latest" else parse_time(wanted)
-        sel = select(index, target or 0, directory)
-    with steps.step("verify sha256 of the archived files"):
-        problems = archived_problems(directory, sel)
-    if problems:
-        raise RedisError("the archive does not match its index, nothing was changed: " + "; ".join(problems[:5]))
+        sel = select(index, target or 0, store.path)
     with steps.step("read the server's settings"):
         settings, keyspace = server_state(info)
     if settings.get("appendonly") != "yes":
@@ -334,10 +361,12 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool) -
         "rewritten": False,
     }
     where = tempfile.gettempdir() if check_mode else settings["dir"]
+    if not check_mode and not os.path.isdir(where):  # the data directory was lost: the restore brings it back
+        os.makedirs(where, mode=0o700)
     staging = tempfile.mkdtemp(prefix=f".{settings['appenddirname']}.pitr-", dir=where)
     try:
-        with steps.step("assemble the AOF, truncate it to the target and check it"):
-            files = build(tool, directory, sel, staging, settings["appendfilename"], params["timeout"], commands)
+        with steps.step("fetch the archived files (sha256 checked), truncate them to the target and check them"):
+            files = build(tool, store, sel, staging, settings["appendfilename"], params["timeout"], commands)
     except BaseException as exc:
         remove_tree(staging)
         if isinstance(exc, RedisError):
@@ -442,7 +471,7 @@ def roll_back(params: dict[str, Any], info: ConnInfo, aof_path: str, previous: s
 
 
 def main() -> None:
-    argument_spec = redis_argument_spec()
+    argument_spec = redis_argument_spec() | _s3.s3_argument_spec()  # validate_certs, connect_timeout: shared
     argument_spec.update(
         archive_root=dict(type="path", required=True),
         source=dict(type="str"),
@@ -464,6 +493,8 @@ def main() -> None:
     if not HAS_REDIS:
         module.fail_json(msg=missing_required_lib("redis"), exception=REDIS_IMPORT_ERROR)
     p = module.params
+    if is_s3(p["archive_root"]) and not _s3.HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3"), exception=_s3.BOTO3_IMPORT_ERROR)
     if p["timeout"] < 1:
         module.fail_json(msg=f"timeout must be a positive number of seconds, got {p['timeout']}")
     for name in ("stop_command", "start_command"):
@@ -475,9 +506,10 @@ def main() -> None:
     info = None
     try:
         info = conn_info(p)
+        s3 = _s3.conn_info(p) if is_s3(p["archive_root"]) else None
         with terminate_on_signals():
-            result = run(p, info, p["source"] or info.where, module.check_mode)
-    except (RedisError, BackupSetError) as exc:
+            result = run(p, info, p["source"] or info.where, s3, module.check_mode)
+    except (RedisError, BackupSetError, _s3.S3Error) as exc:
         module.fail_json(msg=f"cannot restore Redis at {where} to {what}: {exc}", duration_s=_since(started))
     except CLIENT_ERRORS as exc:
         cause = describe(exc, info) if info else str(exc)
