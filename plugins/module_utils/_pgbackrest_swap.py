@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import pwd
+import shlex
 import socket
 import subprocess
 import tempfile
@@ -320,13 +321,13 @@ def log_tail(path: str, offset: int, data_dir: str, since: float, lines: int = L
 # ---------------------------------------------------------------------------------------------
 
 
-def pg_major(data_dir: str, runner_info: Callable[[], dict[str, Any]]) -> int:
+def pg_major(data_dir: str, read_info: Callable[[], dict[str, Any]]) -> int:
     """Major version from ``<data_dir>/PG_VERSION``, else from the stanza (pgbackrest info)."""
     try:
         with open(os.path.join(data_dir, "PG_VERSION"), encoding="ascii") as f:
             return int(f.read().strip())
     except (OSError, ValueError):
-        version = str(runner_info().get("pg_version") or "")
+        version = str(read_info().get("pg_version") or "")
     try:
         return int(version.split(".")[0])
     except ValueError:
@@ -361,7 +362,7 @@ def check_placement(data_dir: str, staging: str) -> None:
         )
 
 
-def make_plan(params: dict[str, Any], runner: Runner, data_dir: str, info: ConnInfo, stanza_info: Callable) -> Plan:
+def make_plan(params: dict[str, Any], runner: Runner, data_dir: str, info: ConnInfo, read_info: Callable) -> Plan:
     data_dir = data_dir.rstrip(os.sep) or os.sep
     stamp = format_backup_id(utcnow())
     if params.get("dest_data_dir"):
@@ -388,7 +389,7 @@ def make_plan(params: dict[str, Any], runner: Runner, data_dir: str, info: ConnI
     if not stop_argv or not start_argv:
         if os.geteuid() == 0 and not user:
             raise PgBackRestError("set os_user (or stop_command and start_command): pg_ctl refuses to run as root")
-        pg_ctl, _text = find_tool("pg_ctl", pg_major(data_dir, stanza_info), params.get("pg_bin_dir"))
+        pg_ctl, _text = find_tool("pg_ctl", pg_major(data_dir, read_info), params.get("pg_bin_dir"))
         t = str(int(params["timeout"]))
         stop_argv = stop_argv or [pg_ctl, "stop", "-m", "fast", "-w", "-t", t, "-D", data_dir]
         start_argv = start_argv or [pg_ctl, "start", "-w", "-t", t, "-D", data_dir, "-l", log_file]
@@ -407,7 +408,8 @@ def in_place_restore_argv(
     argv = restore_argv(
         runner, plan.staging, kind, target, params.get("backup_set"), True, params["target_exclusive"], "preserve"
     )
-    restore_command = f'{runner.binary} --config={runner.config_file} --stanza={runner.stanza} archive-get %f "%p"'
+    binary, config = shlex.quote(runner.binary), shlex.quote(f"--config={runner.config_file}")
+    restore_command = f'{binary} {config} --stanza={runner.stanza} archive-get %f "%p"'
     return [*argv[:-1], f"--recovery-option=restore_command={restore_command}", argv[-1]]
 
 
