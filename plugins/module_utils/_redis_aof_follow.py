@@ -77,7 +77,7 @@ def _convert(value: Any, kind: str, where: str) -> Any:
             return os.path.expanduser(str(value))
         return str(value)
     except ValueError:
-        raise ConfigError(f"{where} must be a {kind}, got {value!r}") from None
+        raise ConfigError(f"{where} must be of type {kind}, got {value!r}") from None
 
 
 def options_from_spec(spec: dict[str, Any], given: Any, section: str) -> dict[str, Any]:

@@ -17,7 +17,13 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     parse_time,
     rdb_ctime,
     scan_aof,
+    seal_allowed,
     select,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_store import (
+    MAX_PARTS,
+    PART_MAX,
+    plan_parts,
 )
 
 # the first bytes of a base RDB written by redis-server 7.0.15 (ctime 1796507558)
@@ -104,3 +110,36 @@ def test_select_and_held_range():
         select(index, 231, "a")
     with pytest.raises(RedisError, match="holds no AOF generation"):
         select({"generations": []}, 1, "a")
+
+
+def manifest(base_seq: int, *incr: int) -> list[AofPart]:
+    parts = [AofPart(f"a.{base_seq}.base.rdb", base_seq, "b")]
+    return parts + [AofPart(f"a.{n}.incr.aof", n, "i") for n in incr]
+
+
+def test_seal_allowed_only_after_one_rewrite_with_every_old_incr_file_held():
+    assert seal_allowed(manifest(1, 1), manifest(2, 2))  # held before the rewrite
+    assert seal_allowed(manifest(1, 1, 2), manifest(2, 2))  # held during it (the new incr file already listed)
+    assert seal_allowed(manifest(1, 1, 2), manifest(2, 3))  # a failed rewrite left incr 2, held too
+    assert not seal_allowed(manifest(1, 1), manifest(2, 3))  # incr 2 (a failed rewrite) was never held
+    assert not seal_allowed(manifest(1, 1), manifest(3, 3))  # two rewrites: a generation never seen
+    assert not seal_allowed(manifest(1), manifest(2, 2))  # nothing held
+    assert not seal_allowed(manifest(5, 5), manifest(2, 3))  # a restore put an older base back
+
+
+def test_plan_parts_sends_only_new_bytes_and_recuts_many_parts():
+    mib = 1024 * 1024
+    parts, todo = plan_parts([], 0, 100)
+    assert parts == todo == [{"offset": 0, "size": 100}]
+    parts, todo = plan_parts(parts, 100, 250)
+    assert todo == [{"offset": 100, "size": 150}] and parts == [{"offset": 0, "size": 100}, *todo]
+    # new bytes over PART_MAX are cut into PART_MAX parts
+    parts, todo = plan_parts([], 0, PART_MAX + 5)
+    assert todo == [{"offset": 0, "size": PART_MAX}, {"offset": PART_MAX, "size": 5}]
+    # past MAX_PARTS parts: PART_MAX-aligned parts again, the aligned one already stored is kept
+    many = [{"offset": 0, "size": PART_MAX}] + [{"offset": PART_MAX + n, "size": 1} for n in range(MAX_PARTS - 1)]
+    end = PART_MAX + MAX_PARTS - 1
+    parts, todo = plan_parts(many, end, end + mib)
+    assert parts == [{"offset": 0, "size": PART_MAX}, {"offset": PART_MAX, "size": MAX_PARTS - 1 + mib}]
+    assert todo == parts[1:]
+    assert sum(p["size"] for p in parts) == end + mib
