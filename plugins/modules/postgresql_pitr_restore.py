@@ -25,8 +25,8 @@ description:
     server when it runs (O(stop_command)), renames the current data directory to
     C(<pg1-path>.pre-restore-<stamp>) when there is one (never removed), renames the staging directory
     into place, starts the server (O(start_command)), waits until recovery reached the target and the
-    server was promoted (C(pg_is_in_recovery()) false, through the login options) and runs
-    C(SELECT pg_reload_conf()), because PostgreSQL 15 may not fire C(archive_timeout) after a start until a reload.
+    server was promoted (pg_is_in_recovery() false, through the login options) and runs
+    SELECT pg_reload_conf(), because PostgreSQL 15 may not fire C(archive_timeout) after a start until a reload.
   - A server that is already dead is the main case of O(replace_current=true). A data directory that is
     gone or half deleted and a stale C(postmaster.pid) (its process killed) are handled; a server that
     still answers at the login address while the data directory has no running postmaster is refused
@@ -88,7 +88,7 @@ options:
     description: Recovery target WAL location (V(0/3000060)).
     type: str
   target_name:
-    description: Recovery target restore point, created with C(pg_create_restore_point()).
+    description: Recovery target restore point, created with pg_create_restore_point().
     type: str
   target_exclusive:
     description: Stop just before the target instead of just after it.
@@ -238,7 +238,7 @@ log_file:
   returned: when O(replace_current=true)
 recovery_point:
   description:
-    - Commit time of the last transaction replayed (C(pg_last_xact_replay_timestamp()) after the promotion),
+    - Commit time of the last transaction replayed (pg_last_xact_replay_timestamp() after the promotion),
       ISO 8601 UTC; null when no transaction was replayed after the backup.
   type: str
   returned: when O(replace_current=true) and not in check mode
