@@ -140,12 +140,14 @@ def archive(
     generation: dict[str, Any] | None = None,
     seal: bool = True,
     clock: Any = None,
+    ended: bool = False,
 ) -> ArchiveRun:
     """Copy what is new of the generation of ``parts`` into ``store`` and update ``index`` (not
     saved). ``manifest``: (file name, content) of the server's manifest of these parts.
     ``open_files`` and ``generation``: finish that (already archived) generation from incr files opened
     before a rewrite deleted them; they are complete, so with ``seal`` (one rewrite, every incr file
-    held) it reaches the next base without a gap, else it is held up to the second before its last write."""
+    held) it reaches the next base without a gap, else it is held up to the second before its last write
+    (``ended``: the server that wrote them is gone, so up to that second)."""
     now = (clock or time.time)()
     open_files = open_files or {}
     if generation is None:
@@ -172,7 +174,7 @@ def archive(
         gen["sealed"] = True
     else:
         last = [f["last_ts"] for f in gen["incr"] if f.get("last_ts") is not None]
-        gen["covered_until"] = max([gen["covered_until"], *(t - 1 for t in last)])
+        gen["covered_until"] = max([gen["covered_until"], *(t - (0 if ended else 1) for t in last)])
     gen["archived_at"] = int(now)
     return run
 
@@ -232,6 +234,7 @@ class Pass:
     held: dict[str, Any]
     finished: str | None = None  # the previous generation finished through held descriptors
     sealed: bool = False
+    lost: str | None = None  # the AOF directory could not be read: only the held descriptors were
 
 
 class Follower:
@@ -257,10 +260,17 @@ class Follower:
             fh.close()
         self.files, self.held = {}, None
 
-    def run_pass(self) -> Pass:
-        path, parts, raw = read_manifest_file(self.aof_dir, self.appendfilename)
+    def run_pass(self, server_gone: bool = False) -> Pass:
+        """One pass. ``server_gone``: the server did not answer, so files held open are complete."""
+        try:
+            path, parts, raw = read_manifest_file(self.aof_dir, self.appendfilename)
+            key = (parts[0].name, os.stat(os.path.join(self.aof_dir, parts[0].name)).st_ino)
+        except (RedisError, OSError) as exc:
+            if not self.held:
+                raise
+            cause = str(exc) if isinstance(exc, RedisError) else f"{exc.strerror or exc} ({exc.filename})"
+            return self._drain(cause, server_gone)
         manifest = (os.path.basename(path), raw)
-        key = (parts[0].name, os.stat(os.path.join(self.aof_dir, parts[0].name)).st_ino)
         finished, sealed, extra = None, False, ArchiveRun("")
         with archive_lock(self.store, self.lock_wait):
             index = self.store.load_index()
@@ -281,6 +291,24 @@ class Follower:
             self.close()
         self._hold(parts, key, run.generation, manifest)
         return Pass(run.generation, _named(extra) + _named(run), extra.bytes + run.bytes, held, finished, sealed)
+
+    def _drain(self, cause: str, server_gone: bool) -> Pass:
+        """The AOF directory is unreadable (deleted, say): archive what the held descriptors still read
+        (the server may even go on writing the deleted incr file), without sealing; the generation is
+        then held up to the second before its last write, or up to that second when the server is gone
+        (nothing more can be written). The descriptors stay open."""
+        parts, _key, gen_id_held, manifest = self.held or ([], ("", 0), "", ("", b""))
+        with archive_lock(self.store, self.lock_wait):
+            index = self.store.load_index()
+            gen = next((g for g in index["generations"] if g["id"] == gen_id_held), None)
+            if gen is None or gen.get("sealed"):
+                raise RedisError(f"{cause}; the generation held open is not in the archive (any more)")
+            run = archive(
+                self.store, index, self.aof_dir, parts, manifest, self.files, gen, False, self.clock, server_gone
+            )
+            self.store.save_index(index)
+            self.store.finish()
+        return Pass(run.generation, _named(run), run.bytes, held_range(index), lost=cause)
 
     def _hold(self, parts: list[AofPart], key: tuple[str, int], generation: str, manifest: tuple[str, bytes]) -> None:
         """Keep every incr file of ``parts`` open; hold nothing when the manifest changed meanwhile

@@ -166,6 +166,7 @@ class FollowService:
         self.follower: Follower | None = None
         self.failing: dict[str, tuple[str, float]] = {}
         self.passes = 0
+        self.redis_up = False
         self.newest_utc: str | None = None
 
     def _report(self, what: str, message: str) -> None:
@@ -179,11 +180,19 @@ class FollowService:
         if self.failing.pop(what, None):
             self.log.info("%s: working again", what)
 
+    def _settings(self) -> dict[str, str]:
+        if self.client is not None:
+            try:
+                return aof_settings(self.client)
+            except (RedisError, *CLIENT_ERRORS):
+                self.client.close()
+                self.client = None  # a new connection says why
+        self.client = connect(self.info)
+        return aof_settings(self.client)
+
     def _read_settings(self) -> None:
         try:
-            if self.client is None:
-                self.client = connect(self.info)
-            settings = aof_settings(self.client)
+            settings = self._settings()
             off = [n for n, v in WANTED.items() if settings.get(n) != v]
             if off and self.cfg["configure"]:
                 for name in off:
@@ -202,10 +211,12 @@ class FollowService:
                 return
             self._recovered(f"Redis at {self.info.where}")
             self.settings = settings
+            self.redis_up = True
         except (RedisError, *CLIENT_ERRORS) as exc:
             if self.client is not None:
                 self.client.close()
             self.client = None
+            self.redis_up = False
             cause = describe(exc, self.info) if isinstance(exc, CLIENT_ERRORS) else str(exc)
             fallback = "; archiving from disk with the last settings read" if self.settings else ""
             self._report(f"Redis at {self.info.where}", f"unreachable ({cause}){fallback}")
@@ -226,10 +237,17 @@ class FollowService:
                 if self.follower is not None:
                     self.follower.close()
                 self.follower = Follower(self.store, aof_dir, appendfilename, lock_wait=min(self.cfg["interval"], 10))
-            done = self.follower.run_pass()
+            done = self.follower.run_pass(server_gone=not self.redis_up)
         except Exception as exc:  # pylint: disable=broad-except  # logged and retried: the process must go on
             self._report(f"archive {self.cfg['archive']}", _cause(exc, self.cfg))
             return
+        if done.lost:
+            self._report(
+                f"AOF directory {self.follower.aof_dir}",
+                f"unreadable ({done.lost}); archiving what the incr files held open still hold",
+            )
+        else:
+            self._recovered(f"AOF directory {self.follower.aof_dir}")
         self._recovered(f"archive {self.cfg['archive']}")
         self.passes += 1
         self.newest_utc = done.held["newest_utc"]
