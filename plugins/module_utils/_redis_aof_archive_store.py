@@ -49,6 +49,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     parse_index,
     utc,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._s3 import error_code, open_s3_root, translate
 
 PART_MAX = 64 * 1024 * 1024
 MAX_PARTS = 32
@@ -247,8 +248,6 @@ class S3Store:
         return self.storage.key(f"{self.rel}/{rel}")
 
     def _call(self, verb: str, rel: str, method: str, **kwargs: Any) -> Any:
-        from ansible_collections.runbook.stack.plugins.module_utils._s3 import translate
-
         key = self._key(rel)
         try:
             return getattr(self.storage.client, method)(Bucket=self.storage.bucket, Key=key, **kwargs)
@@ -367,8 +366,6 @@ class S3Store:
 
 
 def _missing(exc: BaseException) -> bool:
-    from ansible_collections.runbook.stack.plugins.module_utils._s3 import error_code
-
     return error_code(exc) in ("404", "NoSuchKey", "NotFound")
 
 
@@ -377,8 +374,6 @@ Store = Union[LocalStore, S3Store]
 
 def open_s3(root: str, s3: Any) -> Any:
     """The S3Storage of an ``s3://`` root (one client; the bucket must exist)."""
-    from ansible_collections.runbook.stack.plugins.module_utils._s3 import open_s3_root
-
     return open_s3_root(root, s3, concurrency=2)
 
 

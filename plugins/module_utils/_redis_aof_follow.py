@@ -36,9 +36,11 @@ import threading
 import time
 from typing import Any
 
+from ansible_collections.runbook.stack.plugins.module_utils import _s3
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import BackupSetError, private_umask
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
+    HAS_REDIS,
     RedisError,
     conn_info,
     connect,
@@ -116,6 +118,8 @@ def load_config(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path} is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a JSON object")
+    if not HAS_REDIS:
+        raise ConfigError("the redis Python library (redis-py) is missing")
     unknown = sorted(set(raw) - TOP_KEYS)
     if unknown:
         raise ConfigError(f"unknown key(s) in {path}: {', '.join(unknown)} (known: {', '.join(sorted(TOP_KEYS))})")
@@ -137,8 +141,6 @@ def load_config(path: str) -> dict[str, Any]:
     try:
         cfg["redis_conn"] = conn_info(cfg["redis"])
         if is_s3(archive):
-            from ansible_collections.runbook.stack.plugins.module_utils import _s3
-
             if not _s3.HAS_BOTO3:
                 raise ConfigError("an s3:// archive needs the boto3 Python library")
             cfg["s3"] = options_from_spec(_s3.s3_argument_spec(), raw.get("s3"), "s3")

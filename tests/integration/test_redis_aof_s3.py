@@ -174,6 +174,15 @@ def test_s3_archive_rewrite_info_and_restore_after_the_data_is_gone(lab, module,
     assert done["_rc"] == 0 and done["generation"] == new["id"], done
     assert keys(server) == states_final
 
+    # a part object gone from S3: the listing names it, a restore that needs it is refused
+    gone = f"pitr/redis-aof/127.0.0.1%3A{server.port}/{old['id']}/{incr['name']}.parts/{0:012d}-{incr['parts'][0]['size']:012d}"
+    s3cli.delete_object(Bucket=bucket, Key=gone)
+    info = module("redis_aof_archive_info", {"archive_root": dest, **s3_args(lab)})
+    assert info["_rc"] == 0 and [p for p in info["archives"][0]["problems"] if "missing" in p], info
+    refused = restore(t0)
+    assert refused["_rc"] != 0 and "does not match its index" in refused["msg"], refused["msg"]
+    assert "nothing was changed" in refused["msg"] and keys(server) == states_final
+
 
 def write_config(path: Path, server: Server, archive: str, lab: dict[str, Any], interval: float) -> None:
     """Secrets stay out of the file here: the password and the S3 keys come from the environment."""
