@@ -261,7 +261,8 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archiver 
 
 
 def follow(store: Any, aof_dir: str, appendfilename: str, seconds: int, interval: float) -> tuple[list[str], int]:
-    """Archive passes every ``interval`` seconds for ``seconds`` (and one at the end); (files copied, passes)."""
+    """Archive passes every ``interval`` seconds for ``seconds`` (and one at the end); (files copied, passes).
+    A pass that found a file deleted by a rewrite is followed by the next one, which finishes it."""
     follower = Follower(store, aof_dir, appendfilename, lock_wait=min(interval, 10))
     copied: list[str] = []
     passes = 0
@@ -269,8 +270,12 @@ def follow(store: Any, aof_dir: str, appendfilename: str, seconds: int, interval
     try:
         while True:
             started = time.monotonic()
-            copied += [c for c in follower.run_pass().copied if c not in copied]
-            passes += 1
+            try:
+                copied += [c for c in follower.run_pass().copied if c not in copied]
+                passes += 1
+            except FileNotFoundError:
+                if started >= deadline:  # a rewrite deleted a file mid-pass: the next pass finishes it
+                    raise
             if started >= deadline:
                 return copied, passes
             time.sleep(max(0.0, min(interval - (time.monotonic() - started), deadline - time.monotonic())))
