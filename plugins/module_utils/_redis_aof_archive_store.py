@@ -7,11 +7,13 @@ behind one interface used to write it (_redis_aof_archiver), list and verify it
 Local: every archived file is a file (0600 in 0700 directories); an incr file that grew is copied
 again and replaces the shorter copy. S3: every archived file is a list of part objects
 ``<generation>/<file>.parts/<start>-<end>`` (byte ranges, each at most PART_MAX bytes, sent with
-Content-MD5); an incr file that grew gets a new part with only its new bytes, and once a file has
-more than MAX_PARTS parts it is sent again in PART_MAX-aligned parts (fewer, larger GETs for a
-restore). On both, ``index.json`` is written last: a run that stops half-way leaves files or parts the
-index does not name, never an index that names what is not there. On S3 the index is only replaced
-when its ETag is still the one this run read (a second archiver of the same server is refused).
+Content-MD5); an incr file that grew gets a new part with only its new bytes (a long-running follower
+also hashes only those; a fresh run hashes the file's first bytes again and compares them with the
+archived sha256), and once a file has more than MAX_PARTS parts it is sent again in PART_MAX-aligned
+parts (fewer, larger GETs for a restore). On both, ``index.json`` is written last: a run that stops
+half-way leaves files or parts the index does not name, never an index that names what is not there.
+On S3 the index is only replaced when its ETag is still the one this run read (a second archiver of
+the same server is refused).
 """
 
 from __future__ import annotations
@@ -240,6 +242,9 @@ class S3Store:
         self._etag: str | None = None
         self._garbage: list[str] = []
         self._sizes: dict[str, dict[str, int]] = {}
+        # (generation, file) -> (size, sha256 state of its first size bytes): a long-running follower
+        # hashes only the bytes an incr file gained (the inode is checked by the caller)
+        self._hashes: dict[tuple[str, str], tuple[int, Any]] = {}
 
     def location(self, gen_id: str, name: str) -> str:
         return f"{self.path}/{gen_id}/{name}"
@@ -318,14 +323,22 @@ class S3Store:
 
     def put_incr(self, gen_id: str, name: str, fh: BinaryIO, old: dict | None, end: int) -> tuple[str, dict]:
         old_size = old["size"] if old else 0
-        sha, prefix = hash_prefix(fh, end, old_size)
-        if old and prefix != old["sha256"]:
-            raise _prefix_error(fh, old_size, self.location(gen_id, name))
+        cached = self._hashes.get((gen_id, name))
+        if old and cached and cached[0] == old_size and cached[1].hexdigest() == old["sha256"]:
+            digest = cached[1].copy()
+        else:
+            digest = hashlib.sha256()
+            read_range(fh, 0, old_size, digest.update)
+            if old and digest.hexdigest() != old["sha256"]:
+                raise _prefix_error(fh, old_size, self.location(gen_id, name))
+        read_range(fh, old_size, end - old_size, digest.update)
+        sha = digest.hexdigest()
         before = list(old.get("parts", [])) if old else []
         parts, todo = plan_parts(before, old_size, end)
         self._send(gen_id, name, fh, todo)
         kept = {part_rel(gen_id, name, p) for p in parts}
         self._garbage += [rel for rel in (part_rel(gen_id, name, p) for p in before) if rel not in kept]
+        self._hashes[(gen_id, name)] = (end, digest.copy())
         return sha, {"parts": parts}
 
     def put_manifest(self, gen_id: str, name: str, data: bytes) -> None:
