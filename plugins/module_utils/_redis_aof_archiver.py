@@ -318,7 +318,7 @@ class Follower:
             self.files.pop(name).close()
         try:
             for name in sorted(names - set(self.files)):
-                self.files[name] = open(os.path.join(self.aof_dir, name), "rb")  # noqa: SIM115  # held across passes
+                self.files[name] = open(os.path.join(self.aof_dir, name), "rb")  # noqa: SIM115  # pylint: disable=consider-using-with
             if read_manifest_file(self.aof_dir, self.appendfilename)[1] != parts:
                 raise FileNotFoundError
         except (OSError, RedisError):
