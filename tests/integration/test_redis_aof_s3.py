@@ -260,7 +260,7 @@ def test_follow_process_archives_writes_survives_redis_down_and_stops_on_sigterm
         # which the follower holds open; the next pass archives them and seals the old generation
         before = json.dumps(index(), sort_keys=True)
         wait_for("a pass", lambda: json.dumps(index(), sort_keys=True) != before, log)
-        time.sleep(0.3)
+        time.sleep(0.5)  # the pass has saved the index; it opens the files it holds right after
         c.set("just-before-rewrite", "1")
         c.bgrewriteaof()
         while int(c.info("persistence")["aof_rewrite_in_progress"]) or int(
@@ -289,7 +289,7 @@ def test_follow_process_archives_writes_survives_redis_down_and_stops_on_sigterm
         # follower holds open still gives the last write, and the archive holds its whole second
         before = json.dumps(index(), sort_keys=True)
         wait_for("a pass", lambda: json.dumps(index(), sort_keys=True) != before, log)
-        time.sleep(0.3)
+        time.sleep(0.5)  # the pass has saved the index; it opens the files it holds right after
         c.set("last-words", "1")
         final = keys(server)
         c.close()
