@@ -45,3 +45,5 @@ bench: lab-up
 	.venv/bin/python bench/redis_bench.py
 	.venv/bin/python bench/s3.py
 	.venv/bin/python bench/drill.py
+	.venv/bin/python bench/pitr_postgresql.py
+	.venv/bin/python bench/pitr_s3.py

@@ -12,100 +12,30 @@ import datetime as dt
 import os
 import pwd
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import boto3
-import psycopg2
 import pytest
 from conftest import run_module
+from pgbackrest_lab import (
+    USER,
+    base_options,
+    chown_to_user,
+    free_port,
+    initdb,
+    make_tls,
+    pg_start,
+    pg_stop,
+    q,
+    repo_options,
+    start_nginx,
+    stop_nginx,
+    wait_for,
+)
 
-BIN = Path("/usr/lib/postgresql/15/bin")
-USER = "runbooklab"
 STANZA = "pitr"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def as_user(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["runuser", "-u", USER, "--", *argv], capture_output=True, text=True, check=check)
-
-
-def sh(*argv: str) -> None:
-    subprocess.run(argv, check=True, capture_output=True)
-
-
-def make_tls(d: Path) -> None:
-    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", str(d / "ca.key"),
-       "-out", str(d / "ca.crt"), "-subj", "/CN=pitr test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-       "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
-    sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"),
-       "-subj", "/CN=s3.lab.test")  # fmt: skip
-    (d / "ext").write_text(
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:s3.lab.test,DNS:localhost\n"
-    )
-    sh("openssl", "x509", "-req", "-days", "2", "-in", str(d / "server.csr"), "-CA", str(d / "ca.crt"), "-CAkey",
-       str(d / "ca.key"), "-set_serial", "0x1234", "-out", str(d / "server.crt"), "-extfile", str(d / "ext"))  # fmt: skip
-
-
-def start_nginx(d: Path, port: int, upstream: str) -> None:
-    (d / "nginx.conf").write_text(f"""
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
-  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  server {{
-    listen 127.0.0.1:{port} ssl;
-    ssl_certificate {d.parent}/tls/server.crt; ssl_certificate_key {d.parent}/tls/server.key;
-    client_max_body_size 0; proxy_request_buffering off; proxy_buffering off;
-    location / {{ proxy_pass {upstream}; proxy_set_header Host $http_host; proxy_http_version 1.1; }}
-  }}
-}}
-""")
-    sh("/usr/sbin/nginx", "-c", str(d / "nginx.conf"), "-e", str(d / "error.log"))
-
-
-def pg_start(data: Path, port: int, sock: Path, log: Path, *extra: str) -> None:
-    opts = f"-p {port} -k {sock} -c listen_addresses='' " + " ".join(extra)
-    as_user(str(BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "120", "start")
-
-
-def pg_stop(data: Path) -> None:
-    if (data / "postmaster.pid").exists():
-        as_user(str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop", check=False)
-
-
-def q(port: int, sock: Path, statement: str, args=None) -> list:
-    conn = psycopg2.connect(host=str(sock), port=port, user="postgres", dbname="postgres")
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement, args)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
-
-
-def wait_for(what: str, cond, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"{what}: not reached within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -126,21 +56,16 @@ def stack(lab):
     client.create_bucket(Bucket=bucket)
     s3_port, pg_port = free_port(), free_port()
     start_nginx(root / "nginx", s3_port, s3["endpoint_url"])
-    entry = pwd.getpwnam(USER)
-    for sub in ("run", "log", "lock", "restore"):
-        os.chown(root / sub, entry.pw_uid, entry.pw_gid)
-    os.chown(root, entry.pw_uid, entry.pw_gid)
+    chown_to_user(root, *(root / sub for sub in ("run", "log", "lock", "restore")))
     data = root / "data"
-    as_user(str(BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
+    initdb(data)
     pg_start(data, pg_port, root / "run", root / "pg.log")
     facts = dict(root=root, data=data, port=pg_port, sock=root / "run", bucket=bucket, s3_port=s3_port, s3=s3)
     yield facts
     for d in sorted(root.glob("restore/*")):
         pg_stop(d)
     pg_stop(data)
-    pid = root / "nginx" / "nginx.pid"
-    if pid.exists():
-        os.kill(int(pid.read_text()), 15)
+    stop_nginx(root / "nginx")
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
         if keys:
@@ -150,20 +75,15 @@ def stack(lab):
 
 
 def common(st) -> dict:
-    return dict(
-        stanza=STANZA, config_file=str(st["root"] / "pgbackrest.conf"), os_user=USER,
-        access_key=st["s3"]["access_key"], secret_key=st["s3"]["secret_key"], command_timeout=300,
-    )  # fmt: skip
+    return base_options(STANZA, st["root"] / "pgbackrest.conf", st["s3"])
 
 
 def archive_args(st) -> dict:
-    return common(st) | dict(
-        login_unix_socket=str(st["sock"]), login_port=st["port"], login_user="postgres",
-        repo_bucket=st["bucket"], s3_endpoint="s3.lab.test", storage_host="localhost", storage_port=st["s3_port"],
-        storage_ca_file=str(st["root"] / "tls" / "ca.crt"), s3_uri_style="path", s3_region="us-east-1",
-        archive_timeout=2, log_path=str(st["root"] / "log"), lock_path=str(st["root"] / "lock"),
-        spool_path=str(st["root"] / "lock"), global_options={"io-timeout": 20},
-    )  # fmt: skip
+    return (
+        common(st)
+        | repo_options(st["root"], st["bucket"], st["s3_port"])
+        | dict(login_unix_socket=str(st["sock"]), login_port=st["port"], login_user="postgres", archive_timeout=2)
+    )
 
 
 def archived(st) -> int:

@@ -19,17 +19,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 from conftest import run_module
+from pgbackrest_lab import BIN, USER, as_user, free_port, pg_stop, q, wait_for
 from test_postgresql_pitr import (  # noqa: F401  # pylint: disable=unused-import
-    BIN,
-    USER,
     archive_args,
-    as_user,
     common,
-    free_port,
-    pg_stop,
-    q,
     stack,
-    wait_for,
 )
 
 STANZA = "inplace"
