@@ -398,7 +398,8 @@ def main() -> None:
             else:
                 restore_new_dir(params, runner, kind, target, module.check_mode, result)
     except PostgresError as exc:
-        module.fail_json(msg=str(exc), duration_s=elapsed(started), **result)
+        prefix = f"in-place restore of stanza {params['stanza']!r} failed: " if params["replace_current"] else ""
+        module.fail_json(msg=f"{prefix}{exc}", duration_s=elapsed(started), **result)
     except Interrupted as exc:
         module.fail_json(msg=f"restore of stanza {params['stanza']!r} {where} {exc}", **result)
     module.exit_json(changed=True, duration_s=elapsed(started), **result)
