@@ -142,11 +142,14 @@ def rdb_ctime(head: bytes) -> int | None:
 
 @dataclass
 class Scan:
-    """What :func:`scan_aof` found: the end of the last complete command and the #TS range."""
+    """What :func:`scan_aof` found: the end of the last complete command and the #TS range.
+    ``untimed``: complete commands came before the first ``#TS`` (Redis only writes one when the second
+    changed, so an incr file started by a rewrite begins with the commands of the second it ran in)."""
 
     end: int
     first_ts: int | None = None
     last_ts: int | None = None
+    untimed: bool = False
 
 
 def scan_aof(fh: BinaryIO, start: int, limit: int, found: Scan | None = None) -> Scan:
@@ -186,6 +189,8 @@ def scan_aof(fh: BinaryIO, start: int, limit: int, found: Scan | None = None) ->
             scan.first_ts = pending if scan.first_ts is None else scan.first_ts
             scan.last_ts = pending
             pending = None
+        elif scan.first_ts is None:
+            scan.untimed = True
     return scan
 
 
@@ -420,5 +425,12 @@ def select(index: dict[str, Any], target: int, where: str) -> Selection:
             f"archived (an AOF rewrite dropped them before an archive run), so {utc(target)} ({target}) cannot be "
             "restored; nothing was changed"
         )
-    incr = [f for f in gen["incr"] if f.get("first_ts") is not None and f["first_ts"] <= target]
+    incr, before = [], gen["base"]["time"]
+    for entry in gen["incr"]:
+        # commands before a file's first #TS are of the second of the last #TS before them (the base's
+        # time for the first file of a generation)
+        start = before if entry.get("untimed") else entry.get("first_ts")
+        if start is not None and start <= target:
+            incr.append(entry)
+        before = entry.get("last_ts") or before
     return Selection(generation=gen, incr=incr, target=target)

@@ -85,7 +85,7 @@ def ensure_generation(
         }
         | extra,
         "incr": [],
-        "covered_until": ts,
+        "covered_until": ts - 1,  # the writes after the base in its own second are not copied yet
         "sealed": False,
         "archived_at": int(now),
     }
@@ -106,7 +106,8 @@ def copy_incr(store: Store, gen: dict[str, Any], aof_dir: str, part: AofPart, fh
             "(the server's AOF was replaced without a rewrite); archive it into a new dest"
         )
     old_size = old["size"] if old else 0
-    scan = scan_aof(fh, old_size, st.st_size, Scan(old_size, old and old.get("first_ts"), old and old.get("last_ts")))
+    found = Scan(old_size, old and old.get("first_ts"), old and old.get("last_ts"), bool(old and old.get("untimed")))
+    scan = scan_aof(fh, old_size, st.st_size, found)
     complete = stat_key(st) if scan.end == st.st_size else None
     if scan.end <= old_size:  # nothing new that is complete
         if old:
@@ -120,6 +121,7 @@ def copy_incr(store: Store, gen: dict[str, Any], aof_dir: str, part: AofPart, fh
         "size": scan.end,
         "first_ts": scan.first_ts,
         "last_ts": scan.last_ts,
+        "untimed": scan.untimed,
         "inode": st.st_ino,
         "stat": complete,
     } | extra

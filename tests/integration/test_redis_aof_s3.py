@@ -343,3 +343,56 @@ def test_follow_refuses_a_bad_config(tmp_path):
         check=False,
     )
     assert proc.returncode == 2 and "cannot read" in proc.stderr, proc.stderr
+
+
+def test_follow_process_into_a_local_archive(module, redis_server, tmp_path):  # noqa: F811
+    """The same follower with a local directory as the archive (no S3): a rewrite right after a pass is
+    sealed with the writes before it, and the newest second restores every key."""
+    server = aof_server(redis_server)
+    root = tmp_path / "archive"
+    config = tmp_path / "follow.json"
+    config.write_text(json.dumps({"archive": str(root), "interval": 1, "redis": {"login_port": server.port}}))
+    log = tmp_path / "follow.log"
+    index_path = root / "redis-aof" / f"127.0.0.1%3A{server.port}" / "index.json"
+    c = server.client()
+    c.set("k", "0")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(PYTHON), "-m", FOLLOW, "--config", str(config)],
+            env=module_env({"REDISCLI_AUTH": PASSWORD}),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for("the first pass", index_path.exists, log)
+        before = index_path.read_text()
+        wait_for("a pass", lambda: index_path.read_text() != before, log)
+        time.sleep(0.3)  # the pass has saved the index; it opens the files it holds right after
+        c.set("just-before-rewrite", "1")
+        c.bgrewriteaof()
+        two = wait_for(
+            "the new generation archived",
+            lambda: (i := json.loads(index_path.read_text())) and len(i["generations"]) == 2 and i,
+            log,
+        )
+        old = two["generations"][0]
+        assert old["sealed"], two
+        data = b"".join((index_path.parent / old["id"] / e["name"]).read_bytes() for e in old["incr"])
+        assert b"just-before-rewrite" in data
+        c.set("k", "1")
+        written = int(time.time())
+        wait_for(
+            "the last write held",
+            lambda: json.loads(index_path.read_text())["generations"][-1]["covered_until"] >= written,
+            log,
+        )
+        final = keys(server)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    assert rc == 0 and "stopped after" in log.read_text(), log.read_text()
+    c.close()
+    wipe_data(server)
+    done = module("redis_restore_to_time", server.restore_args(archive_root=str(root), target_time="latest"))
+    assert done["_rc"] == 0, done
+    assert keys(server) == final

@@ -143,3 +143,19 @@ def test_plan_parts_sends_only_new_bytes_and_recuts_many_parts():
     assert parts == [{"offset": 0, "size": PART_MAX}, {"offset": PART_MAX, "size": MAX_PARTS - 1 + mib}]
     assert todo == parts[1:]
     assert sum(p["size"] for p in parts) == end + mib
+
+
+def test_commands_before_the_first_ts_take_the_second_before_them():
+    """Redis writes #TS only when the second changed: an incr file a rewrite started in the same second
+    begins with untimed commands, which belong to a restore of any second from the base's on."""
+    data = cmd("SET", "k", "1") + b"#TS:205\r\n" + cmd("SET", "k", "2")
+    found = scan_aof(io.BytesIO(data), 0, len(data))
+    assert (found.untimed, found.first_ts, found.last_ts) == (True, 205, 205)
+    timed = scan_aof(io.BytesIO(data[len(cmd("SET", "k", "1")) :]), 0, len(data) - len(cmd("SET", "k", "1")))
+    assert not timed.untimed
+    index = {"generations": [gen("g1", 200, 230, False, [(205, 205), (210, 220)])]}
+    index["generations"][0]["incr"][0]["untimed"] = True
+    assert [f["name"] for f in select(index, 200, "a").incr] == ["i1"]  # its head is of second 200
+    index["generations"][0]["incr"][1]["untimed"] = True  # its head is of the second of i1's last #TS
+    assert [f["name"] for f in select(index, 204, "a").incr] == ["i1"]
+    assert [f["name"] for f in select(index, 205, "a").incr] == ["i1", "i2"]
