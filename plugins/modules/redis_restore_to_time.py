@@ -15,7 +15,9 @@ description:
     the server is replaced.
   - "Choice of files: the newest archived generation whose base time (the RDB C(ctime) of the base, or
     the first C(#TS) of an AOF base) is at or before O(target_time), and its incr files whose first
-    C(#TS) is at or before it. They are copied (from S3 downloaded, part by part) with the server's
+    C(#TS) is at or before it (commands before a file's first C(#TS) count as of the second of the
+    C(#TS) before them, the base's time for the first file; Redis writes one only when the second
+    changed). They are copied (from S3 downloaded, part by part) with the server's
     C(appendfilename) and a manifest into a staging directory beside the live C(appendonlydir), each
     checked against the SHA-256 and size in the archive index, and C(redis-check-aof --truncate-to-timestamp
     <target_time>) cuts the last incr file after the last write of that second. C(redis-check-aof) on the
