@@ -277,7 +277,7 @@ class FollowService:
 
 
 def _cause(exc: BaseException, cfg: dict[str, Any]) -> str:
-    if isinstance(exc, (RedisError, BackupSetError)):
+    if isinstance(exc, (RedisError, BackupSetError, _s3.S3Error)):
         text = str(exc)
     elif isinstance(exc, OSError):
         text = f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else "")
