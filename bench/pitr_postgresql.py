@@ -559,6 +559,9 @@ def render(data: dict[str, Any]) -> str:
             "",
         ]
     lines += [
+        f"The machine is shared: the 1-minute load average at the start of the timed steps was {load_range(data)} "
+        "on 2 cores (other sessions' work); round-to-round spread is in the rounds columns.",
+        "",
         "The PITR time grows with the cluster's size on disk (files copied and decompressed, indexes included) "
         "plus the WAL to replay since the backup; the logical time grows with rows and index builds, and "
         "comes on top of a dump that is only as recent as its last run, where the PITR side reaches the last "
@@ -568,6 +571,11 @@ def render(data: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def load_range(data: dict[str, Any]) -> str:
+    loads = [r[side]["load1"] for e in data["sizes"].values() for r in e["rounds"] for side in ("pitr", "logical")]
+    return f"{min(loads):.1f} to {max(loads):.1f}"
 
 
 def size_label(size_mb: int) -> str:
