@@ -52,7 +52,7 @@ import boto3
 from common import BENCH, ROOT, WORK, lab_env, log, median, run_module, timed_run
 from common import clean_env as common_clean_env
 from report import compose
-from run import dataset_sql, marker
+from run import dataset_sql, dir_size, marker, sha_blocks
 
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from pgbackrest_lab import (  # pylint: disable=wrong-import-position
@@ -114,10 +114,6 @@ def empty_bucket(client: Any, bucket: str, delete: bool = True) -> None:
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
     if delete:
         client.delete_bucket(Bucket=bucket)
-
-
-def du(path: Path) -> int:
-    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def tool_env(port: int, sock: Path) -> dict[str, str]:
@@ -304,11 +300,7 @@ class Size:
         self.db_sql(
             DB,
             f"""CREATE TABLE {AFTER} AS
-                SELECT g AS id, now() AS written_at,
-                       sha256(int8send(g) || '\\x01'::bytea) || sha256(int8send(g) || '\\x02'::bytea)
-                       || sha256(int8send(g) || '\\x03'::bytea) || sha256(int8send(g) || '\\x04'::bytea)
-                       || sha256(int8send(g) || '\\x05'::bytea) || sha256(int8send(g) || '\\x06'::bytea)
-                       || sha256(int8send(g) || '\\x07'::bytea) || sha256(int8send(g) || '\\x08'::bytea) AS payload
+                SELECT g AS id, now() AS written_at, {sha_blocks("g", 8)} AS payload
                 FROM generate_series(1, {rows}) g;
                 ALTER TABLE {AFTER} ADD PRIMARY KEY (id);""",
         )
@@ -328,7 +320,7 @@ class Size:
         shutil.rmtree(self.dump, ignore_errors=True)
         argv = [str(BIN / "pg_dump"), "-Fd", f"-j{JOBS}", "-f", str(self.dump), "-d", DB]
         dump_s, _out, _err = timed_run(argv, tool_env(self.port, self.front.sock))
-        log(f"{self.size_mb} MB: pg_dump {dump_s:.1f} s, {du(self.dump) / 2**20:.0f} MB")
+        log(f"{self.size_mb} MB: pg_dump {dump_s:.1f} s, {dir_size(self.dump) / 2**20:.0f} MB")
         return {
             "backup": {
                 "label": backup["label"],
@@ -348,7 +340,7 @@ class Size:
             },
             "dump": {
                 "seconds": round(dump_s, 2),
-                "size_mb": round(du(self.dump) / 2**20, 1),
+                "size_mb": round(dir_size(self.dump) / 2**20, 1),
                 "command": shlex.join(argv),
             },
         }
@@ -388,8 +380,8 @@ class Size:
             timeline = int(self.sql("SELECT pg_walfile_name(pg_current_wal_lsn())", port=port)[0][0][:8], 16)
         finally:
             pg_stop(self.restored)
-        data_mb = round(du(self.restored) / 2**20, 1)
-        wal_mb = round(du(self.restored / "pg_wal") / 2**20, 1)
+        data_mb = round(dir_size(self.restored) / 2**20, 1)
+        wal_mb = round(dir_size(self.restored / "pg_wal") / 2**20, 1)
         shutil.rmtree(self.restored, ignore_errors=True)
         return {
             "seconds": round(t3 - t0, 3),
