@@ -47,3 +47,4 @@ bench: lab-up
 	.venv/bin/python bench/drill.py
 	.venv/bin/python bench/pitr_postgresql.py
 	.venv/bin/python bench/pitr_s3.py
+	.venv/bin/python bench/drill_pitr.py

@@ -23,6 +23,7 @@ SECTIONS = (
     "RESULTS-drill.md",
     "RESULTS-pitr-postgresql.md",
     "RESULTS-pitr-s3.md",
+    "RESULTS-drill-pitr.md",
 )
 
 
@@ -130,7 +131,7 @@ def compose(out: Path = BENCH) -> Path:
         "Each module is timed side by side with the tool an operator would otherwise use, in the same run, "
         "3 alternating rounds, medians; ratio = module time / tool time (below 1 is faster). How each one is "
         "measured: [README.md](README.md) and the docstrings of `bench/run.py`, `bench/redis_bench.py`, "
-        "`bench/s3.py`, `bench/drill.py`, `bench/pitr_postgresql.py` and `bench/pitr_s3.py`. Timings are never asserted in tests.",
+        "`bench/s3.py`, `bench/drill.py`, `bench/pitr_postgresql.py`, `bench/pitr_s3.py` and `bench/drill_pitr.py`. Timings are never asserted in tests.",
         "",
         "| comparison | ratio | target | verdict | run |",
         "|---|---:|---:|---|---|",

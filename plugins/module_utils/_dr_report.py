@@ -228,8 +228,12 @@ def build_report(
     lost_writes: Any = None,
     facts: Mapping[str, Any] | None = None,
     generated_at: Any = None,
+    last_write_at: Any = None,
 ) -> dict[str, Any]:
-    """The report dict (what the JSON file holds) from the drill's measured facts."""
+    """The report dict (what the JSON file holds) from the drill's measured facts.
+
+    The RPO is ``disaster_declared_at - recovery_point``, or, when the last write made before the loss
+    is known (``last_write_at``), ``last_write_at - recovery_point``: the span of writes actually lost."""
     title = _text(title, "title")
     targets = targets or {}
     if not isinstance(targets, Mapping):
@@ -249,6 +253,12 @@ def build_report(
             f"recovery_point ({format_timestamp(point)}) is after disaster_declared_at ({format_timestamp(declared)}):"
             " the RPO would be negative"
         )
+    last_write = parse_timestamp(last_write_at, "last_write_at") if last_write_at is not None else None
+    if last_write is not None and point > last_write:
+        raise DrReportError(
+            f"recovery_point ({format_timestamp(point)}) is after last_write_at ({format_timestamp(last_write)}):"
+            " the RPO would be negative"
+        )
     if facts is not None and not isinstance(facts, Mapping):
         raise DrReportError("facts must be a dict")
 
@@ -256,7 +266,7 @@ def build_report(
     checks = _verifications(verifications)
     losses = _lost_writes(lost_writes)
     rto_s = seconds_between(declared, healthy)
-    rpo_s = seconds_between(point, declared)
+    rpo_s = seconds_between(point, last_write if last_write is not None else declared)
     rto = {"seconds": rto_s, "target_s": rto_target, "met": rto_s <= rto_target}
     rpo = {"seconds": rpo_s, "target_s": rpo_target, "met": rpo_s <= rpo_target}
     passed_count = sum(1 for check in checks if check["passed"])
@@ -280,6 +290,7 @@ def build_report(
         "disaster_declared_at": format_timestamp(declared),
         "healthy_at": format_timestamp(healthy),
         "recovery_point": format_timestamp(point),
+        "last_write_at": format_timestamp(last_write) if last_write is not None else None,
         "rto": rto,
         "rpo": rpo,
         "phases": phase_list,
@@ -379,7 +390,7 @@ def _summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, bool
             rto["met"],
         ),
         (
-            "RPO (recovery point age)",
+            "RPO (last write to recovery point)" if report.get("last_write_at") else "RPO (recovery point age)",
             f"{fmt_duration(rpo['seconds'])} ({fmt_seconds(rpo['seconds'])} s)",
             f"{fmt_duration(rpo['target_s'])} ({fmt_seconds(rpo['target_s'])} s)",
             verdict(rpo["met"]),
@@ -401,6 +412,7 @@ def _times(report: dict[str, Any]) -> list[tuple[str, str]]:
         ("Disaster declared", report["disaster_declared_at"]),
         ("Healthy again", report["healthy_at"]),
         ("Recovery point", report["recovery_point"]),
+        *([("Last write before the loss", report["last_write_at"])] if report.get("last_write_at") else []),
         ("Generated", report["generated_at"]),
     ]
 

@@ -327,9 +327,10 @@ def pg_major(data_dir: str, read_info: Callable[[], dict[str, Any]]) -> int:
         with open(os.path.join(data_dir, "PG_VERSION"), encoding="ascii") as f:
             return int(f.read().strip())
     except (OSError, ValueError):
-        version = str(read_info().get("pg_version") or "")
+        pass
+    version = str(read_info().get("pg_version") or "")
     try:
-        return int(version.split(".")[0])
+        return int(version.split(".", maxsplit=1)[0])
     except ValueError:
         raise PgBackRestError(
             f"cannot tell the PostgreSQL version of {data_dir} (no PG_VERSION, none in the stanza)"

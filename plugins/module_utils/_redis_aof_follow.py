@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        print(f"redis-aof-follow: {exc}", file=sys.stderr)
+        print(f"redis-aof-follow: {exc}", file=sys.stderr)  # pylint: disable=ansible-bad-function  # a program, not a module
         return 2
     logging.Formatter.converter = time.gmtime
     handler = logging.StreamHandler(sys.stderr)
@@ -338,4 +338,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main())  # pylint: disable=ansible-bad-function  # a program, not a module

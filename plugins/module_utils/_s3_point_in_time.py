@@ -221,6 +221,16 @@ class Plan:
     def bytes(self) -> int:
         return sum(k.chosen.size for k in self.copy if k.chosen)
 
+    @property
+    def recovery_point(self) -> dt.datetime | None:
+        """The newest write (version or delete marker) at or before T: what the prefix is restored to."""
+        return max((k.chosen.second for k in self.keys if k.chosen), default=None)
+
+    @property
+    def latest_write(self) -> dt.datetime | None:
+        """The newest write of all, T or not (the prefix's last write, as listed)."""
+        return max((k.current.second for k in self.keys if k.current), default=None)
+
 
 def same_version(current: Entry | None, chosen: Entry) -> bool:
     """Whether the current entry already is ``chosen``: the same version, or a copy of it (the same

@@ -90,6 +90,13 @@ options:
         record (ISO-8601 timestamp with Z or offset). Must not be after O(disaster_declared_at).
     type: str
     required: true
+  last_write_at:
+    description:
+      - The last write acknowledged before the loss (ISO-8601 timestamp with Z or offset), when the drill
+        knows it (a load that ran until the disaster). The RPO is then O(last_write_at) minus
+        O(recovery_point), the span of writes actually lost, instead of O(disaster_declared_at) minus
+        O(recovery_point). Must not be before O(recovery_point).
+    type: str
   generated_at:
     description:
       - Time recorded as the report's generation time (ISO-8601 timestamp with Z or offset).
@@ -390,6 +397,7 @@ def argument_spec() -> dict[str, Any]:
         disaster_declared_at=dict(type="str", required=True),
         healthy_at=dict(type="str", required=True),
         recovery_point=dict(type="str", required=True),
+        last_write_at=dict(type="str"),
         generated_at=dict(type="str"),
         phases=dict(
             type="list",
@@ -442,6 +450,7 @@ def main() -> None:
             disaster_declared_at=params["disaster_declared_at"],
             healthy_at=params["healthy_at"],
             recovery_point=params["recovery_point"],
+            last_write_at=params["last_write_at"],
             generated_at=params["generated_at"],
             phases=params["phases"],
             verifications=params["verifications"],

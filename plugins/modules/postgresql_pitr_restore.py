@@ -244,7 +244,7 @@ recovery_point:
   returned: when O(replace_current=true) and not in check mode
   sample: "2026-12-05T10:41:59.871203+00:00"
 recovery_point_source:
-  description: How O(recovery_point) was obtained.
+  description: How RV(recovery_point) was obtained.
   type: str
   returned: when O(replace_current=true) and not in check mode
 timeline:

@@ -124,6 +124,21 @@ options:
       - Run C(BGREWRITEAOF) after the restored server has loaded (see the description).
     type: bool
     default: true
+  data_dir:
+    description:
+      - The server's data directory (C(dir)), used only when the server is down (killed, its data lost).
+        The restore then puts the AOF directory there and starts the server. A running server's own
+        C(CONFIG GET dir) is always used instead.
+      - Without it, a server that is down is refused and nothing is changed.
+    type: path
+  appenddirname:
+    description: The server's C(appenddirname), used with O(data_dir) when the server is down.
+    type: str
+    default: appendonlydir
+  appendfilename:
+    description: The server's C(appendfilename), used with O(data_dir) when the server is down.
+    type: str
+    default: appendonly.aof
   timeout:
     description:
       - Seconds to wait for each of the stop and start commands, the port to close, the load, the rewrite
@@ -325,7 +340,26 @@ def build(tool: str, store: Any, sel: Any, staging: str, appendfilename: str, ti
     return files
 
 
-def server_state(info: ConnInfo) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+def server_state(params: dict[str, Any], info: ConnInfo, warnings: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """The AOF settings and keyspace of the running server; of a server that is down (killed, its data
+    lost), the settings from data_dir, appenddirname and appendfilename."""
+    if not port_open(info.host, info.port):
+        if not params["data_dir"]:
+            raise RedisError(
+                f"Redis at {info.where} is down and data_dir is not set: set data_dir (and appenddirname and "
+                "appendfilename when they are not the defaults) to restore into a server that is down; nothing was changed"
+            )
+        warnings.append(
+            f"Redis at {info.where} is down: restoring into {params['data_dir']} from the module's options "
+            f"(appenddirname {params['appenddirname']}, appendfilename {params['appendfilename']}) and starting it"
+        )
+        settings = {
+            "appendonly": "yes",
+            "dir": params["data_dir"],
+            "appenddirname": params["appenddirname"],
+            "appendfilename": params["appendfilename"],
+        }
+        return settings, {}
     client = connect(info)
     try:
         return aof_settings(client), parse_keyspace(client.info("keyspace"))
@@ -347,8 +381,9 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, s3: Any, check_mode
         wanted = params["target_time"].strip()
         target = held["newest"] if wanted == "latest" else parse_time(wanted)
         sel = select(index, target or 0, store.path)
+    warnings: list[str] = []
     with steps.step("read the server's settings"):
-        settings, keyspace = server_state(info)
+        settings, keyspace = server_state(params, info, warnings)
     if settings.get("appendonly") != "yes":
         raise RedisError("appendonly is no: the server would not load the restored AOF; nothing was changed")
     aof_path = os.path.join(settings["dir"], settings["appenddirname"])
@@ -362,6 +397,8 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, s3: Any, check_mode
         "previous_aof": None,
         "rewritten": False,
     }
+    if warnings:
+        result["warnings"] = warnings
     where = tempfile.gettempdir() if check_mode else settings["dir"]
     if not check_mode and not os.path.isdir(where):  # the data directory was lost: the restore brings it back
         os.makedirs(where, mode=0o700)
@@ -422,9 +459,12 @@ def swap(
         raise RedisError(f"{previous} to {last} all exist; nothing was changed")
     live = os.stat(aof_path) if os.path.lexists(aof_path) else None
     os.chmod(staging, live.st_mode & 0o7777 if live else 0o700)
-    if live and os.geteuid() == 0:
+    # the server's user must own what it loads and appends to: the live AOF directory's owner, or, when
+    # it is gone (a lost data directory), the data directory's
+    owner = live or os.stat(settings["dir"])
+    if os.geteuid() == 0:
         for name in [*os.listdir(staging), "."]:
-            os.chown(os.path.join(staging, name), live.st_uid, live.st_gid)
+            os.chown(os.path.join(staging, name), owner.st_uid, owner.st_gid)
     try:
         with steps.step("stop the server"):
             stop_server(params, info, commands)
@@ -484,6 +524,9 @@ def main() -> None:
         redis_check_aof=dict(type="str", default="redis-check-aof"),
         rewrite_after=dict(type="bool", default=True),
         timeout=dict(type="int", default=300),
+        data_dir=dict(type="path"),
+        appenddirname=dict(type="str", default="appendonlydir"),
+        appendfilename=dict(type="str", default="appendonly.aof"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,

@@ -155,6 +155,18 @@ target_time:
   type: str
   returned: success
   sample: "2026-12-05T21:30:00Z"
+recovery_point:
+  description:
+    - The second of the newest write (version or delete marker) at or before O(target_time) under O(prefix),
+      in UTC; what the prefix is restored to. Null when nothing was written by then.
+  type: str
+  returned: success
+  sample: "2026-12-05T21:29:58Z"
+latest_write:
+  description: The second of the newest write under O(prefix) (the current state's last write), in UTC.
+  type: str
+  returned: success
+  sample: "2026-12-05T21:41:07Z"
 key_count:
   description: Keys under O(prefix) with at least one version or delete marker.
   type: int
@@ -335,6 +347,8 @@ def main() -> None:
             would_delete=len(plan.delete),
             unchanged=plan.unchanged,
             bytes=plan.bytes,
+            recovery_point=iso_z(plan.recovery_point) if plan.recovery_point else None,
+            latest_write=iso_z(plan.latest_write) if plan.latest_write else None,
             sample=dict(
                 to_copy=sample((k.key for k in plan.copy), p["sample_size"]),
                 to_delete=sample((k.key for k in plan.delete), p["sample_size"]),

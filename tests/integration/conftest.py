@@ -362,3 +362,12 @@ def run_playbook(playbook: str, *args: str, inventory: str = "inventories/lab", 
     argv = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", inventory, f"playbooks/{playbook}", *args]
     proc = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     return PlaybookRun(proc)
+
+
+def custom_stats(out: str) -> dict[str, Any] | None:
+    """A playbook's set_stats data, from a run with ANSIBLE_SHOW_CUSTOM_STATS=true (the default callback
+    prints it on one line, ``\\tRUN: {...}``)."""
+    for line in out.splitlines():
+        if line.startswith("\tRUN: "):
+            return json.loads(line[len("\tRUN: ") :])
+    return None

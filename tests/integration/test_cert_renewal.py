@@ -20,7 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from conftest import PYTHON, run_playbook
+from conftest import PYTHON, custom_stats, run_playbook
 from cryptography import x509
 from test_tls_certificate_install import HOST, Nginx, fp, key_pem, make_cert, make_key, pem, served_fingerprint
 
@@ -131,14 +131,6 @@ class Renewal:
 
     def served(self) -> str:
         return served_fingerprint(self.nginx.port)
-
-
-def custom_stats(out: str) -> dict[str, Any] | None:
-    """The playbook's set_stats data (the default callback prints it on one line, ``\\tRUN: {...}``)."""
-    for line in out.splitlines():
-        if line.startswith("\tRUN: "):
-            return json.loads(line[len("\tRUN: ") :])
-    return None
 
 
 def results(run) -> list[dict[str, Any]]:

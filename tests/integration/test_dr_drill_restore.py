@@ -1,4 +1,4 @@
-"""The main job (playbooks/dr_drill.yml) and the guard rails of playbooks/dr_restore.yml on the lab.
+"""The DR-set drill (playbooks/dr_drill_backup.yml) and the guard rails of playbooks/dr_restore.yml on the lab.
 
 The drill makes a fresh DR set and exercises backup -> disaster -> restore -> verify -> report; the
 other tests use that DR set to show that a restore refuses without confirmation, refuses a damaged
@@ -33,7 +33,7 @@ def all_up() -> bool:
 def drill(lab):
     subprocess.run([str(LABCTL), "up"], capture_output=True, timeout=300, check=True)
     FLAG.unlink(missing_ok=True)
-    run = run_playbook("dr_drill.yml", timeout=900)
+    run = run_playbook("dr_drill_backup.yml", timeout=900)
     # a fresh DR set for the guard-rail tests: the drill's own set has been restored already (its
     # pre-restore copies exist), and a second restore of one set is refused by design
     fresh = run_playbook("backup.yml", timeout=600)
@@ -45,7 +45,7 @@ def drill(lab):
 
 def test_drill_restores_everything_and_reports_rto_rpo(drill):
     assert drill.rc == 0, drill
-    report = json.loads((REPORTS / "dr-drill.json").read_text())
+    report = json.loads((REPORTS / "dr-drill-backup.json").read_text())
     assert report["overall"]["passed"] is True, report["overall"]
     assert report["rto"]["met"] and 0 < report["rto"]["seconds"] < report["rto"]["target_s"]
     assert report["rpo"]["met"] and 0 < report["rpo"]["seconds"] < report["rpo"]["target_s"]
@@ -58,9 +58,9 @@ def test_drill_restores_everything_and_reports_rto_rpo(drill):
     phases = [p["name"] for p in report["phases"]]
     for expected in ("BACKUP", "DISASTER declared", "RESTORE (3/6) RESTORE: database", "RESTORE (6/6) START"):
         assert expected in phases, phases
-    html = (REPORTS / "dr-drill.html").read_text()
+    html = (REPORTS / "dr-drill-backup.html").read_text()
     assert "<svg" in html and "<script" not in html
-    assert "RTO" in (REPORTS / "dr-drill.md").read_text()
+    assert "RTO" in (REPORTS / "dr-drill-backup.md").read_text()
     assert all_up() and not FLAG.exists()
 
 

@@ -238,7 +238,8 @@ def refused_within(seconds: float) -> bool:
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", PRIVATE_PORT), timeout=1).close()
-        except ConnectionRefusedError:
+        except (ConnectionRefusedError, ConnectionResetError):
+            # refused, or reset: a connection that reached the backlog as the listener closed
             return True
         time.sleep(0.05)
     return False

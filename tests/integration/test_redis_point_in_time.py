@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -382,3 +383,39 @@ def test_restore_through_several_incr_files_and_an_aof_base(module, redis_server
         done = restore(target)
         assert done["_rc"] == 0, done
         assert set(keys(server)) == {k.encode() for k in want}, (target, keys(server))
+
+
+def test_restore_into_a_killed_server_whose_aof_was_deleted(module, timeline):
+    """The disaster case: Redis killed with SIGKILL and its AOF directory deleted. Without data_dir the
+    module cannot know where the server keeps its data and refuses; with it, the archive is put there
+    and the server started with the state at T1."""
+    server, root, states, _arch = timeline
+    t1 = sorted(states)[1]
+    os.kill(int(server.pidfile.read_text()), 9)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and subprocess_ping(server.port):
+        time.sleep(0.1)
+    shutil.rmtree(server.dir / "appendonlydir")
+    listing = sorted(p.name for p in server.dir.iterdir())
+
+    args = server.restore_args(archive_root=str(root), target_time=str(t1))
+    refused = module("redis_restore_to_time", args)
+    assert refused["_rc"] != 0 and "is down and data_dir is not set" in refused["msg"], refused
+    assert "nothing was changed" in refused["msg"]
+    no_traceback(refused)
+    assert sorted(p.name for p in server.dir.iterdir()) == listing
+
+    done = module("redis_restore_to_time", {**args, "data_dir": str(server.dir)})
+    assert done["_rc"] == 0 and done["changed"], done
+    assert "is down: restoring into" in json.dumps(done.get("warnings", [])), done
+    assert done["previous_aof"] is None
+    assert keys(server) == states[t1]
+    assert (server.dir / "appendonlydir").is_dir()
+
+
+def subprocess_ping(port: int) -> bool:
+    import socket  # pylint: disable=import-outside-toplevel
+
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -130,7 +130,7 @@ def restore(module, lab, bucket: str, when: dt.datetime | str, check_mode: bool 
 
 
 def test_restore_to_t1_then_t2(lab, module, cli, scenario):
-    bucket, _t0, t1, t2 = scenario
+    bucket, t0, t1, t2 = scenario
     before = history_size(cli, bucket)
 
     # check mode: the plan, nothing written (not even a version or a delete marker)
@@ -145,6 +145,9 @@ def test_restore_to_t1_then_t2(lab, module, cli, scenario):
     assert (r["would_copy"], r["would_delete"], r["copied"], r["deleted"]) == (3, 2, 0, 0)
     assert r["sample"] == {"to_copy": ["app/a", "app/b", "app/sub/d"], "to_delete": ["app/c", "app/f"]}
     assert r["target_time"] == iso(t1) and r["versioning"] == "Enabled"
+    # the prefix's newest write at or before T1, and its newest write of all (after T2)
+    assert iso(t0) < r["recovery_point"] <= iso(t1), r
+    assert r["latest_write"] > iso(t2), r
     plan = {p["key"]: p for p in r["plan"]}
     assert plan["app/a"]["action"] == "copy" and plan["app/a"]["at_target_time"]["size"] == 2
     assert plan["app/c"]["action"] == "delete" and plan["app/c"]["at_target_time"]["delete_marker"] is True

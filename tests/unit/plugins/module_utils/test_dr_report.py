@@ -149,6 +149,19 @@ def test_negative_rpo_names_both_options():
     assert "recovery_point" in msg and "disaster_declared_at" in msg and "negative" in msg
 
 
+def test_last_write_at_measures_the_rpo_from_the_last_write():
+    # recovery point 01:52:30, declared 02:00:00, the load's last acknowledged write at 01:52:36.5
+    report = dr.build_report(**facts(last_write_at="2026-03-01T01:52:36.5Z"))
+    assert report["rpo"] == {"seconds": 6.5, "target_s": 900.0, "met": True}
+    assert report["last_write_at"] == "2026-03-01T01:52:36.500Z"
+    text = dr.render_markdown(report)
+    assert "| RPO (last write to recovery point) | 6.5s (6.5 s) |" in text, text
+    assert "- Last write before the loss: 2026-03-01T01:52:36.500Z" in text
+    assert dr.build_report(**facts())["last_write_at"] is None
+    with pytest.raises(dr.DrReportError, match=r"recovery_point .* is after last_write_at"):
+        dr.build_report(**facts(last_write_at="2026-03-01T01:50:00Z"))
+
+
 def test_healthy_before_declared_is_refused():
     with pytest.raises(dr.DrReportError, match=r"healthy_at \(2026-03-01T01:59:00Z\) is before disaster_declared_at"):
         dr.build_report(**facts(healthy_at="2026-03-01T01:59:00Z"))
