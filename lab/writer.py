@@ -39,6 +39,7 @@ def _stop(_signum: int, _frame: Any) -> None:
 def run(log: Path, url: str, interval: float, pidfile: str | None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    log.parent.mkdir(parents=True, exist_ok=True)
     if pidfile:
         Path(pidfile).write_text(f"{os.getpid()}\n")
     body = json.dumps({"customer_id": 1, "product_id": 1, "quantity": 1, "note": "drill load"}).encode()
