@@ -22,8 +22,6 @@ import os
 import pwd
 import shlex
 import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +55,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     find_tool,
     query,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._process import run_detached
 from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 STOP_GRACE_S = 5.0  # a stop command that failed gets this long for the postmaster to end anyway
@@ -170,32 +169,8 @@ def control_env(user: str | None) -> dict[str, str]:
 
 
 def run_control(argv: list[str], user: str | None, timeout: float) -> tuple[int, str]:
-    """Run a stop/start command (argv, no shell) as ``user``; (rc, output tail). The output goes to a
-    file: a server started in the background keeps a pipe open. Own session, no die-with-parent: the
-    started server must outlive the module."""
-    with tempfile.TemporaryFile() as out:
-        try:
-            # helpers take values, not the module; the child may run as another user and must outlive us
-            proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
-                argv,
-                env=control_env(user),
-                cwd="/",
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **_ids(user),
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            return 127, f"cannot run {argv[0]}: {getattr(exc, 'strerror', None) or exc}"
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return -1, f"did not return within {timeout:g} s"
-        out.seek(0)
-        return rc, one_line(out.read()[-1000:].decode("utf-8", "replace"))
+    """Run a stop/start command (argv, no shell) as ``user``; (rc, output tail)."""
+    return run_detached(argv, control_env(user), timeout, ids=_ids(user), cwd="/")
 
 
 def poll(check: Callable[[], Any], timeout: float) -> Any:

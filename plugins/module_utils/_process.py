@@ -4,6 +4,8 @@
 
 - ``die_with_parent`` (a ``preexec_fn``): the child tool gets SIGTERM when the module process dies,
   even by SIGKILL, so no orphaned pg_dump keeps writing into a set that was abandoned.
+- ``run_detached``: a stop/start command of a server (argv, no shell), in its own session and
+  without ``die_with_parent``: the server it starts must outlive the module.
 - ``terminate_on_signals`` (a block) / ``stop_on_signals`` (from now on): SIGTERM / SIGHUP / SIGINT
   raise ``Interrupted`` (a SystemExit), so the module's cleanup (removing a partial backup set,
   dropping a temporary database) runs when Ansible or an operator stops it. It also watches the controller (``ControllerWatch``): when nobody can
@@ -28,9 +30,14 @@ import os
 import select
 import signal
 import stat
+import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
+
+from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 _PR_SET_PDEATHSIG = 1
 WATCH_INTERVAL = 0.5  # seconds between two looks at the controller
@@ -201,3 +208,42 @@ def terminate_on_signals(watch_controller: bool = True, interval: float = WATCH_
         yield
     finally:
         restore()
+
+
+def run_detached(
+    argv: list[str],
+    env: dict[str, str],
+    timeout: float,
+    ids: dict[str, Any] | None = None,
+    cwd: str | None = None,
+    secret: str | None = None,
+) -> tuple[int, str]:
+    """Run a server's stop/start command (argv, no shell); (rc, the output's tail on one line, with
+    ``secret`` masked). rc 127: it could not run; -1: it did not return within ``timeout`` s (killed).
+
+    The output goes to a file, not a pipe: a server that forks into the background would keep a pipe
+    open. Own session and no ``die_with_parent``: the started server must outlive the module.
+    ``ids``: Popen's ``user``/``group``/``extra_groups`` to run it as another user (root only)."""
+    with tempfile.TemporaryFile() as out:
+        try:
+            # helpers take values, not the module; the child may run as another user and must outlive us
+            proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **(ids or {}),
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return 127, f"cannot run {argv[0]}: {getattr(exc, 'strerror', None) or exc}"
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return -1, f"did not return within {timeout:g} s"
+        out.seek(0)
+        return rc, one_line(out.read()[-1000:].decode("utf-8", "replace"), secret)

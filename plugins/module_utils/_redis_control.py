@@ -6,10 +6,9 @@ to close, and for the server to answer with ``loading:0`` after the start."""
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 from typing import Any
 
+from ansible_collections.runbook.stack.plugins.module_utils._process import run_detached
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
     ConnInfo,
@@ -19,7 +18,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     port_open,
     redis_cli_env,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 # a stop command that failed (non-zero rc, or it could not run at all) gets this long for the port
 # to close anyway, not the whole timeout: a stop that cannot work fails fast
@@ -33,31 +31,9 @@ def control_argv(params: dict[str, Any], action: str) -> list[str]:
 
 
 def run_control(argv: list[str], info: ConnInfo, timeout: int, user: tuple[int, int] | None = None) -> tuple[int, str]:
-    """Run a stop/start command; (rc, output tail). Output goes to a file, not a pipe: a server that
-    forks into the background would keep a pipe open. ``user``: (uid, gid) to run it as (root only)."""
+    """Run a stop/start command; (rc, output tail). ``user``: (uid, gid) to run it as (root only)."""
     ids: dict[str, Any] = dict(user=user[0], group=user[1], extra_groups=[]) if user else {}
-    with tempfile.TemporaryFile() as out:
-        try:
-            # Popen: the started server must outlive the module, so no die_with_parent, own session.
-            proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
-                argv,
-                env=redis_cli_env(info),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                **ids,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            return 127, f"cannot run {argv[0]}: {getattr(exc, 'strerror', None) or exc}"
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return -1, f"did not return within {timeout} s"
-        out.seek(0)
-        return rc, one_line(out.read()[-1000:].decode("utf-8", "replace"), info.password)
+    return run_detached(argv, redis_cli_env(info), timeout, ids=ids, secret=info.password)
 
 
 def ready(info: ConnInfo) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psycopg2
 import pytest
 import redis
 from conftest import LABCTL, ROOT, run_playbook
@@ -115,6 +116,21 @@ def test_startup_starts_in_order_and_is_healthy_then_idempotent(lab_up):
     assert positions == sorted(positions), run
     with urllib.request.urlopen("http://127.0.0.1:58000/health", timeout=10) as response:
         assert json.load(response)["status"] == "healthy"
+    # the archive_timeout trap: the started server's configuration was reloaded after its start
+    assert "After its start, reload the configuration of postgresql" in run.out, run
+    pg = lab_up["pg"]
+    with (
+        psycopg2.connect(
+            host="127.0.0.1",
+            port=pg["login_port"],
+            user=pg["login_user"],
+            password=pg["login_password"],
+            dbname="postgres",
+        ) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute("SELECT pg_conf_load_time() > pg_postmaster_start_time()")
+        assert cur.fetchone()[0], "startup did not reload PostgreSQL's configuration after starting it"
     again = run_playbook("startup.yml")
     assert again.rc == 0, again
     assert again.changed() == 0, again

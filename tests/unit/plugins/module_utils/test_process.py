@@ -20,6 +20,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._process import (
     parent_pid,
     pipe_reader,
     reader_gone,
+    run_detached,
     terminate_on_signals,
     watchable,
 )
@@ -200,3 +201,48 @@ def test_module_stops_when_its_reader_is_orphaned(tmp_path):
         launcher.wait()
         if module_pid:
             kill_quietly(module_pid)
+
+
+def test_run_detached_returns_rc_and_the_masked_output_tail():
+    rc, out = run_detached(
+        [sys.executable, "-c", "import sys; print('starting  with\\n s3cr3t'); sys.exit(3)"],
+        dict(os.environ),
+        10,
+        secret="s3cr3t",
+    )
+    assert rc == 3
+    assert out == "starting with ********"
+
+
+def test_run_detached_does_not_wait_for_a_server_it_started_in_the_background(tmp_path):
+    # a start command that forks a server which keeps stdout open: returns at once, and the server
+    # lives on in its own session (no die-with-parent)
+    pidfile = tmp_path / "pid"
+    script = (
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        f"    open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(30); os._exit(0)\n"
+        "print('forked')\n"
+    )
+    started = time.monotonic()
+    rc, out = run_detached([sys.executable, "-c", script], dict(os.environ), 20)
+    assert (rc, out) == (0, "forked")
+    assert time.monotonic() - started < 10
+    for _ in range(100):
+        if pidfile.exists() and pidfile.read_text():
+            break
+        time.sleep(0.05)
+    pid = int(pidfile.read_text())
+    try:
+        assert os.getsid(pid) != os.getsid(0), "the started server shares the caller's session"
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_run_detached_reports_what_cannot_run_and_what_hangs(tmp_path):
+    assert run_detached([str(tmp_path / "missing")], dict(os.environ), 5) == (
+        127,
+        f"cannot run {tmp_path / 'missing'}: No such file or directory",
+    )
+    rc, out = run_detached([sys.executable, "-c", "import time; time.sleep(30)"], dict(os.environ), 0.5)
+    assert (rc, out) == (-1, "did not return within 0.5 s")
