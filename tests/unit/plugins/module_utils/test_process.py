@@ -228,7 +228,7 @@ def test_run_detached_does_not_wait_for_a_server_it_started_in_the_background(tm
     rc, out = run_detached([sys.executable, "-c", script], dict(os.environ), 20)
     assert (rc, out) == (0, "forked")
     assert time.monotonic() - started < 10
-    for _ in range(100):
+    for _attempt in range(100):
         if pidfile.exists() and pidfile.read_text():
             break
         time.sleep(0.05)
