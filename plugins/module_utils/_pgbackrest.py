@@ -29,9 +29,9 @@ from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, die_with_parent
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 from ansible_collections.runbook.stack.plugins.module_utils._postgresql import PostgresError, shown_command, tail
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, die_with_parent
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 DEFAULT_CONFIG = "/etc/pgbackrest/pgbackrest.conf"
 ENV_KEY = "PGBACKREST_REPO1_S3_KEY"

@@ -35,6 +35,8 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     remove_tree,
     utcnow,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import run_detached
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest import (
     PgBackRestError,
     Runner,
@@ -55,8 +57,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     find_tool,
     query,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._process import run_detached
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 STOP_GRACE_S = 5.0  # a stop command that failed gets this long for the postmaster to end anyway
 GONE_GRACE_S = 10.0  # after a start, how long no postmaster may be seen before the start counts as failed

@@ -22,7 +22,7 @@ from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 
 try:
     import psycopg2

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 
 try:
     import redis

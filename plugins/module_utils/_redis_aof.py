@@ -27,13 +27,13 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
     RedisError,
     busy_persisting,
     poll,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 ARCHIVE_DIR = "redis-aof"
 INDEX = "index.json"

@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
     RedisError,
@@ -38,7 +39,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     wait_rewrite_idle,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_store import Store, archive_lock
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.runbook.stack.plugins.module_utils._process import run_detached
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import run_detached
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
     ConnInfo,

@@ -54,7 +54,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     set_rel,
     write_file_atomic,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 
 try:
     import boto3

@@ -181,7 +181,7 @@ steps:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import BackupSetError
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, stop_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, stop_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     BOTO3_IMPORT_ERROR,
     HAS_BOTO3,

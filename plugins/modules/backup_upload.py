@@ -227,7 +227,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     find_set,
     open_set_path,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, stop_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, stop_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     BOTO3_IMPORT_ERROR,
     HAS_BOTO3,

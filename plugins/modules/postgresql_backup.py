@@ -181,6 +181,11 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     private_umask,
     set_rel,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import (
+    Interrupted,
+    die_with_parent,
+    terminate_on_signals,
+)
 from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     DB_ERRORS,
     HAS_PSYCOPG2,
@@ -202,11 +207,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     shown_command,
     tail,
     user_tables,
-)
-from ansible_collections.runbook.stack.plugins.module_utils._process import (
-    Interrupted,
-    die_with_parent,
-    terminate_on_signals,
 )
 
 KIND = "postgresql"

@@ -144,6 +144,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest import (
     elapsed,
     pgbackrest_argument_spec,
@@ -158,7 +159,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest_expire i
     predict_expire,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._postgresql import PostgresError, postgres_argument_spec
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, terminate_on_signals
 
 
 def main() -> None:

@@ -274,6 +274,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest import (
     PgBackRestError,
     elapsed,
@@ -293,7 +294,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     conn_info,
     postgres_argument_spec,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, terminate_on_signals
 
 IN_PLACE_ONLY = ("stop_command", "start_command", "log_file", "pg_bin_dir")
 

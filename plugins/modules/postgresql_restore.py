@@ -239,6 +239,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     open_set_path,
     open_storage,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     DB_ERRORS,
     HAS_PSYCOPG2,
@@ -267,7 +268,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     shown_command,
     terminate_sessions,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, terminate_on_signals
 
 KIND = "postgresql"
 MAX_IDENT = 63

@@ -206,6 +206,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest import (
     STATUS_MISSING_STANZA_DATA,
     STATUS_MISSING_STANZA_PATH,
@@ -230,7 +231,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     postgres_argument_spec,
     query,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, terminate_on_signals
 
 
 def config_sections(params: dict[str, Any], data_dir: str, socket_dir: str | None) -> dict[str, dict[str, Any]]:

@@ -232,7 +232,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.stack.plugins.module_utils import _s3
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import BackupSetError, private_umask
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, terminate_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
     HAS_REDIS,

@@ -112,6 +112,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
     HAS_REDIS,
@@ -124,7 +125,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     normalize_config,
     redis_argument_spec,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 if HAS_REDIS:
     import redis

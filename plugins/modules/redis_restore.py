@@ -295,7 +295,8 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     utcnow,
     write_file_atomic,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, terminate_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
     HAS_REDIS,
@@ -330,7 +331,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis_control impor
     start_with,
     stop_server,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 KIND = "redis"
 

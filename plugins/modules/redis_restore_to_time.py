@@ -276,7 +276,8 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     remove_tree,
     utcnow,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, terminate_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
     HAS_REDIS,
@@ -309,7 +310,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis_control impor
     start_server,
     stop_server,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 
 def check_aof(tool: str, args: list[str], timeout: int, commands: list[str]) -> str:

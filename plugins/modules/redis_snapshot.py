@@ -212,11 +212,12 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     private_umask,
     set_rel,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._process import (
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import (
     Interrupted,
     die_with_parent,
     terminate_on_signals,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
     HAS_REDIS,
@@ -240,7 +241,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     wait_for_save,
     wait_until_idle,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
 
 KIND = "redis"
 RDB_NAME = "dump.rdb"

@@ -289,7 +289,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     find_set,
     iter_sets,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, stop_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, stop_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     BOTO3_IMPORT_ERROR,
     DEFAULT_MULTIPART_THRESHOLD,

@@ -263,7 +263,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, stop_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, stop_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     BOTO3_IMPORT_ERROR,
     DEFAULT_MULTIPART_THRESHOLD,

@@ -197,7 +197,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     source_dirname,
     utcnow,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, stop_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, stop_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     BOTO3_IMPORT_ERROR,
     DEFAULT_MULTIPART_THRESHOLD,

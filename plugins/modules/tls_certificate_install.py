@@ -383,8 +383,8 @@ from typing import Any, Callable
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.runbook.stack.plugins.module_utils import _tls as tls
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, terminate_on_signals
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 
 
 @dataclass

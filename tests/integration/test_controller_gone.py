@@ -28,7 +28,7 @@ import pytest
 import test_backup_upload_download as transfer
 from conftest import COLLECTIONS_PATH, PYTHON, ROOT, module_env, pg_connect, psql
 
-from ansible_collections.runbook.stack.plugins.module_utils._process import parent_pid
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import parent_pid
 
 STOP_WITHIN = 15  # seconds
 s3cli = transfer.s3cli  # fixtures: the lab's S3 client and a fresh bucket

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.runbook.stack.plugins.module_utils._process import (
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import (
     ControllerWatch,
     parent_pid,
     pipe_reader,
@@ -32,7 +32,7 @@ ENV = {**os.environ, "PYTHONPATH": str(COLLECTIONS)}
 # what happened into the file named by argv[1].
 MODULE = """
 import os, sys, time
-from ansible_collections.runbook.stack.plugins.module_utils._process import Interrupted, terminate_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
 out = sys.argv[1]
 try:
     with terminate_on_signals(interval=0.1):
@@ -118,7 +118,7 @@ def test_parent_pid():
 def test_pipe_reader_is_the_ancestor_holding_the_read_end():
     code = (
         "import os\n"
-        "from ansible_collections.runbook.stack.plugins.module_utils._process import pipe_reader\n"
+        "from ansible_collections.runbook.stack.plugins.module_utils._common.process import pipe_reader\n"
         "print(pipe_reader(1, os.getppid()))\n"
     )
     # directly, and through two shells that hold the write end (as Ansible's /bin/sh -c does)

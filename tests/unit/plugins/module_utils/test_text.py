@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 
 
 def test_one_line_folds_whitespace_and_masks_every_secret():

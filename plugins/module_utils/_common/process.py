@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ansible_collections.runbook.stack.plugins.module_utils._text import one_line
+from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 
 _PR_SET_PDEATHSIG = 1
 WATCH_INTERVAL = 0.5  # seconds between two looks at the controller
