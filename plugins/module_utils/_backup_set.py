@@ -18,13 +18,14 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Callable
+
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write, fsync_dir
 
 FORMAT_NAME = "runbook.stack/backup-set"
 FORMAT_VERSION = 1
@@ -112,19 +113,6 @@ def validate_kind(kind: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-class Steps:
-    """Ordered record of what a backup or restore did, with durations (the ``steps`` return value)."""
-
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-
-    @contextmanager
-    def step(self, label: str) -> Iterator[None]:
-        t0 = time.monotonic()
-        yield
-        self.items.append({"step": label, "duration_s": round(time.monotonic() - t0, 3)})
-
-
 def check_dest_writable(dest: str) -> None:
     """Fail now, with the path and cause, when the backup root cannot be created or written."""
     probe = os.path.abspath(dest)
@@ -207,7 +195,7 @@ class LocalStorage(Storage):
             return fh.read()
 
     def write_atomic(self, rel: str, data: bytes) -> None:
-        write_file_atomic(self._p(rel), data)
+        atomic_write(self._p(rel), data)
 
     def exists(self, rel: str) -> bool:
         return os.path.exists(self._p(rel))
@@ -281,34 +269,6 @@ def sha256_file(path: str) -> str:
                 break
             h.update(view[:n])
     return h.hexdigest()
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_file_atomic(path: str, data: bytes, mode: int = FILE_MODE) -> None:
-    """Write data to path via a temp file in the same directory, fsync, rename, fsync the dir."""
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(directory)
 
 
 def make_private_dirs(path: str) -> list[str]:
@@ -832,7 +792,7 @@ class LocalSetWriter:
         )
         if self_checksum:
             manifest = with_self_sha256(manifest)
-        write_file_atomic(os.path.join(self.path, MANIFEST), manifest_bytes(manifest))
+        atomic_write(os.path.join(self.path, MANIFEST), manifest_bytes(manifest))
         return manifest
 
     def discard(self) -> None:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ansible_collections.runbook.stack.plugins.module_utils._backup_set import write_file_atomic
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write
 
 DEFAULT_RTO_S = 3600.0
 DEFAULT_RPO_S = 900.0
@@ -822,7 +822,7 @@ def write_report(
             os.makedirs(directory, mode=DIR_MODE)
             os.chmod(directory, DIR_MODE)  # makedirs' mode is filtered by the umask
         for fmt in outdated:
-            write_file_atomic(paths[fmt], contents[fmt], FILE_MODE)
+            atomic_write(paths[fmt], contents[fmt], FILE_MODE)
     except OSError as exc:
         where = exc.filename or directory
         raise DrReportError(f"cannot write the report under dest {directory}: {where}: {exc.strerror or exc}") from None

@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
-    Steps,
     format_backup_id,
-    fsync_dir,
     keep_name,
     remove_tree,
     utcnow,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import fsync_dir
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import run_detached
+from ansible_collections.runbook.stack.plugins.module_utils._common.steps import Steps
 from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest import (
     PgBackRestError,

@@ -31,12 +31,11 @@ from typing import Any, BinaryIO, Union
 
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     FILE_MODE,
-    fsync_dir,
     make_private_dirs,
     remove_tree,
     source_dirname,
-    write_file_atomic,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write, fsync_dir
 from ansible_collections.runbook.stack.plugins.module_utils._redis import RedisError
 from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     ARCHIVE_DIR,
@@ -143,7 +142,7 @@ class LocalStore:
             raise RedisError(f"cannot read the archive index {path}: {exc.strerror or exc}") from None
 
     def save_index(self, index: dict[str, Any]) -> None:
-        write_file_atomic(os.path.join(self.path, INDEX), index_bytes(index))
+        atomic_write(os.path.join(self.path, INDEX), index_bytes(index))
 
     def finish(self) -> None:
         """Nothing to clean up: copies are replaced in place."""
@@ -193,7 +192,7 @@ class LocalStore:
         return sha, {}
 
     def put_manifest(self, gen_id: str, name: str, data: bytes) -> None:
-        write_file_atomic(os.path.join(self.path, gen_id, name), data)
+        atomic_write(os.path.join(self.path, gen_id, name), data)
 
     def stream(self, gen_id: str, entry: dict[str, Any], sink: Callable[[bytes], Any]) -> int:
         """Hand the archived bytes of ``entry`` (at most its recorded size) to ``sink``; bytes read."""

@@ -43,7 +43,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     LocalStorage,
     Storage,
     find_set,
-    fsync_dir,
     fsync_tree,
     hash_files,
     iso,
@@ -52,8 +51,9 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     remove_tree,
     secure_tree,
     set_rel,
-    write_file_atomic,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write, fsync_dir
+from ansible_collections.runbook.stack.plugins.module_utils._common.steps import Steps
 from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 
 try:
@@ -1609,19 +1609,6 @@ class SetTransfer:
             raise S3Error(f"cannot {verb}: object {f.key!r} ended after {got} of {length} bytes")
 
 
-class _Steps:
-    """[{step, duration_s}] of a module run, for its ``steps`` return value."""
-
-    def __init__(self) -> None:
-        self.done: list[dict[str, Any]] = []
-        self._since = time.monotonic()
-
-    def mark(self, name: str) -> None:
-        now = time.monotonic()
-        self.done.append({"step": name, "duration_s": round(now - self._since, 3)})
-        self._since = now
-
-
 def _no_expect_for_empty_body(request: Any, **_kwargs: Any) -> None:
     """botocore sends ``Expect: 100-continue`` even on a PUT of 0 bytes; SeaweedFS answers it at
     once and the kept-alive connection then stalls the next request until the read timeout."""
@@ -1711,7 +1698,7 @@ def upload_set(
     Never overwrites a different set with the same id."""
     check_copy_options(concurrency, multipart_threshold, part_size)
     started = time.monotonic()
-    steps = _Steps()
+    steps = Steps()
     base = backup_set.storage.local_path(backup_set.rel)
     if not base or backup_set.manifest is None:
         raise BackupSetError("only a valid local backup set can be uploaded")
@@ -1723,7 +1710,7 @@ def upload_set(
     steps.mark(f"inspect the destination ({found})")
     if found == "identical":
         out = _outcome(backup_set, location, [], len(files), found)
-        return out | {"changed": False, "steps": steps.done, "duration_s": round(time.monotonic() - started, 3)}
+        return out | {"changed": False, "steps": steps.items, "duration_s": round(time.monotonic() - started, 3)}
 
     if verify_local:
 
@@ -1772,7 +1759,7 @@ def upload_set(
             raise translate(exc, dest.info, "write the manifest", bucket=dest.bucket, key=manifest.key) from None
         engine.check_arrived([manifest])
         steps.mark("write and check the manifest")
-    return out | {"changed": True, "steps": steps.done, "duration_s": round(time.monotonic() - started, 3)}
+    return out | {"changed": True, "steps": steps.items, "duration_s": round(time.monotonic() - started, 3)}
 
 
 def download_set(
@@ -1792,7 +1779,7 @@ def download_set(
     into place. Never replaces a different local set with the same id."""
     check_copy_options(concurrency, multipart_threshold, part_size)
     started = time.monotonic()
-    steps = _Steps()
+    steps = Steps()
     found_set = find_set(src, kind, source, backup_id)
     raw = set_manifest_bytes(src, found_set)
     manifest = found_set.manifest or {}
@@ -1815,10 +1802,10 @@ def download_set(
     steps.mark(f"find the set at {src.url} and inspect the destination ({found})")
     if found == "identical":
         out = _outcome(found_set, final, [], len(plan), found)
-        return out | {"changed": False, "steps": steps.done, "duration_s": round(time.monotonic() - started, 3)}
+        return out | {"changed": False, "steps": steps.items, "duration_s": round(time.monotonic() - started, 3)}
     out = _outcome(found_set, final, plan, 0, found)
     if check_mode:
-        return out | {"changed": True, "steps": steps.done, "duration_s": round(time.monotonic() - started, 3)}
+        return out | {"changed": True, "steps": steps.items, "duration_s": round(time.monotonic() - started, 3)}
 
     parent = os.path.dirname(final)
     try:
@@ -1841,7 +1828,7 @@ def download_set(
         steps.mark(f"SHA-256 of {len(files)} files against the manifest")
         secure_tree(tmp)
         fsync_tree(tmp)
-        write_file_atomic(os.path.join(tmp, MANIFEST), raw)
+        atomic_write(os.path.join(tmp, MANIFEST), raw)
         os.rename(tmp, final)
         fsync_dir(parent)
         steps.mark("fsync, write the manifest, rename into place")
@@ -1851,7 +1838,7 @@ def download_set(
         except OSError:
             pass
         raise
-    return out | {"changed": True, "steps": steps.done, "duration_s": round(time.monotonic() - started, 3)}
+    return out | {"changed": True, "steps": steps.items, "duration_s": round(time.monotonic() - started, 3)}
 
 
 def remove_backup_set(storage: Storage, rel: str) -> None:

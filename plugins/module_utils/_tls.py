@@ -29,6 +29,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write
+
 try:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -470,38 +472,6 @@ def check_writable_dir(path: str, what: str) -> None:
         raise TlsError(f"the directory of {what} {path} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise TlsError(f"the directory of {what} {path} is not writable")
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str, data: bytes, mode: int, uid: int | None = None, gid: int | None = None) -> None:
-    """Replace ``path`` with ``data``: temp file in the same directory, mode and owner set before a
-    byte is written, fsync, rename, fsync of the directory. A reader sees the old or the new file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        if uid is not None or gid is not None:
-            os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)  # fchown may clear set-id bits; the final mode is the one asked for
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(directory)
 
 
 def write_file(path: str, data: bytes, mode: int, uid: int | None, gid: int | None, what: str) -> None:

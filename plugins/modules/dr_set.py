@@ -167,8 +167,8 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     recovery_point,
     set_rel,
     utcnow,
-    write_file_atomic,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write
 
 
 def resolve(refs: list[dict[str, str]], s3: Any, verify: bool) -> list[dict[str, Any]]:
@@ -229,7 +229,7 @@ def main() -> None:
         writer = LocalSetWriter(p["dest"], DR_KIND, p["name"]).create()
         try:
             # 0600 from the start, like every file of a set (seal() would only fix the mode later)
-            write_file_atomic(
+            atomic_write(
                 f"{writer.path}/{DR_COMPONENTS_FILE}", json.dumps(components, indent=2, sort_keys=True).encode()
             )
             manifest = writer.seal(

@@ -159,7 +159,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.runbook.stack.plugins.module_utils._backup_set import write_file_atomic
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
     HAS_REDIS,
@@ -344,7 +344,7 @@ def main() -> None:
             if file_write:
                 try:
                     doc = flag_document(file_after["reason"], file_after["since"] or since)
-                    write_file_atomic(flag_path, (doc + "\n").encode(), FLAG_MODE)
+                    atomic_write(flag_path, (doc + "\n").encode(), FLAG_MODE)
                 except OSError as exc:
                     raise MaintenanceError(f"cannot write flag_file {flag_path}: {exc.strerror or exc}") from None
                 done.append(f"flag_file {flag_path} written")

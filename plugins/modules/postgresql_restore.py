@@ -234,12 +234,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSet,
     BackupSetError,
-    Steps,
     find_set,
     open_set_path,
     open_storage,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.steps import Steps
 from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     DB_ERRORS,
     HAS_PSYCOPG2,

@@ -284,18 +284,17 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSet,
     BackupSetError,
-    Steps,
     find_set,
-    fsync_dir,
     iso,
     keep_name,
     open_set_path,
     open_storage,
     remove_tree,
     utcnow,
-    write_file_atomic,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write, fsync_dir
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.steps import Steps
 from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,
@@ -583,10 +582,10 @@ def read_journal(path: str) -> Journal | None:
 def write_journal(journal: Journal, info: ConnInfo) -> str:
     """The journal in the data directory, and a note of where it is in the user's state directory."""
     path = journal_path(journal.paths.dir, journal.port)
-    write_file_atomic(path, journal_bytes(journal))
+    atomic_write(path, journal_bytes(journal))
     locator = locator_path(state_home(), info.host, info.port)
     os.makedirs(os.path.dirname(locator), mode=0o700, exist_ok=True)
-    write_file_atomic(locator, json.dumps({"data_dir": journal.paths.dir}).encode())
+    atomic_write(locator, json.dumps({"data_dir": journal.paths.dir}).encode())
     return path
 
 

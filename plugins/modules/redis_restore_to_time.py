@@ -269,14 +269,14 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.stack.plugins.module_utils import _s3
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSetError,
-    Steps,
     format_backup_id,
-    fsync_dir,
     keep_name,
     remove_tree,
     utcnow,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import fsync_dir
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.steps import Steps
 from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,

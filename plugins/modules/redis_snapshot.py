@@ -207,7 +207,6 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     BackupSetError,
     LocalSetWriter,
-    Steps,
     check_dest_writable,
     private_umask,
     set_rel,
@@ -217,6 +216,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._common.process impo
     die_with_parent,
     terminate_on_signals,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._common.steps import Steps
 from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     CLIENT_ERRORS,

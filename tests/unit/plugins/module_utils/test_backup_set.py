@@ -237,7 +237,7 @@ def test_manifest_keeps_non_ascii_readable(tmp_path):
 
 def test_seal_syncs_the_data_before_the_manifest(tmp_path, monkeypatch):
     events: list[str] = []
-    real_fsync_tree, real_write = bs.fsync_tree, bs.write_file_atomic
+    real_fsync_tree, real_write = bs.fsync_tree, bs.atomic_write
 
     def fsync_tree(base: str) -> None:
         events.append("fsync data")
@@ -248,7 +248,7 @@ def test_seal_syncs_the_data_before_the_manifest(tmp_path, monkeypatch):
         real_write(path, data, mode)
 
     monkeypatch.setattr(bs, "fsync_tree", fsync_tree)
-    monkeypatch.setattr(bs, "write_file_atomic", write_file_atomic)
+    monkeypatch.setattr(bs, "atomic_write", write_file_atomic)
     make_set(tmp_path)
     assert events == ["fsync data", "write manifest.json"]
 
@@ -256,7 +256,7 @@ def test_seal_syncs_the_data_before_the_manifest(tmp_path, monkeypatch):
 def test_write_file_atomic_replaces_and_leaves_no_temp(tmp_path):
     target = tmp_path / "m.json"
     target.write_bytes(b"old")
-    bs.write_file_atomic(str(target), b"new")
+    bs.atomic_write(str(target), b"new")
     assert target.read_bytes() == b"new"
     assert mode(target) == 0o600
     assert os.listdir(tmp_path) == ["m.json"]
