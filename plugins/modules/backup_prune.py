@@ -33,8 +33,8 @@ author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - runbook.stack.s3
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.actiongroup_s3
 attributes:
   check_mode:
     support: full
@@ -43,13 +43,8 @@ attributes:
     support: full
     details: The backup ids of each source before and after.
   idempotent:
-    description: Running the module again with the same options against the same state changes nothing.
     support: full
     details: A later run can remove more sets, because sets age past O(keep_days) and new backups push older ones out of O(keep_last).
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.s3]
 options:
   root:
     description:

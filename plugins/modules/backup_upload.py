@@ -36,8 +36,8 @@ author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - runbook.stack.s3
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.actiongroup_s3
 attributes:
   check_mode:
     support: full
@@ -46,13 +46,8 @@ attributes:
   diff_mode:
     support: none
   idempotent:
-    description: Running the module again with the same options against the same state changes nothing.
     support: full
     details: A second run finds the identical set at the destination and reports C(changed=false).
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.s3]
 options:
   src_root:
     description:

@@ -26,7 +26,7 @@ description:
     V(2026-03-01T03:14:05.250+01:00); a timestamp without an offset is refused. The report shows all
     times in UTC.
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - runbook.stack._attributes
 attributes:
   check_mode:
     support: full
@@ -34,13 +34,10 @@ attributes:
   diff_mode:
     support: none
   idempotent:
-    description: Running the module twice with the same input reports no change the second time.
     support: full
     details:
       - The report holds no time of its own, C(report.generated_at) is O(generated_at), else O(healthy_at).
       - Only the content is compared; an existing file with the same content keeps its mode.
-  platform:
-    platforms: posix
 options:
   dest:
     description:

@@ -30,21 +30,14 @@ author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - runbook.stack.s3
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.operation
+  - runbook.stack._attributes.actiongroup_s3
 attributes:
   check_mode:
-    support: full
     details: Opens and checks every component set and returns what would be recorded; nothing is written.
-  diff_mode:
-    support: none
   idempotent:
-    description: Every run writes a new DR set, as a backup does.
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.s3]
+    details: Every run writes a new DR set, as a backup does.
 options:
   dest:
     description: Local backup root the DR set is written under (created when missing).

@@ -32,21 +32,9 @@ author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - runbook.stack.s3
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
-attributes:
-  check_mode:
-    support: full
-    details: The module is read-only and runs unchanged in check mode.
-  diff_mode:
-    support: none
-  idempotent:
-    description: Read-only.
-    support: full
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.s3]
+  - runbook.stack._attributes
+  - runbook.stack._attributes.info_module
+  - runbook.stack._attributes.actiongroup_s3
 options:
   root:
     description: Backup root of the DR set, a local directory or C(s3://bucket/prefix).

@@ -21,8 +21,8 @@ description:
     an unreachable server changes nothing.
 extends_documentation_fragment:
   - runbook.stack.redis
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.actiongroup_redis
 attributes:
   check_mode:
     support: full
@@ -31,16 +31,11 @@ attributes:
     support: full
     details: Before and after show, for the flag file and the key, whether the flag is on and its reason and start time.
   idempotent:
-    description: Running the module twice against an unchanged system reports no change the second time.
     support: full
     details:
       - On when already on, or off when already off, is no change.
       - A different O(reason) is a change; the flag is rewritten with the new reason and keeps its original C(since) time.
       - Without O(reason), an existing flag is left as it is, whatever its content.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.redis]
 options:
   state:
     description:

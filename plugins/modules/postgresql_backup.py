@@ -25,19 +25,14 @@ author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - runbook.stack.postgresql
-  - ansible.builtin.action_common_attributes
+  - runbook.stack._attributes
+  - runbook.stack._attributes.operation
+  - runbook.stack._attributes.actiongroup_postgresql
 attributes:
   check_mode:
-    support: full
     details: Connects, lists the tables and their estimated sizes and checks that O(dest) is writable; writes nothing.
-  diff_mode:
-    support: none
   idempotent:
-    description: Whether a second run with the same options reports no change.
-    support: none
     details: Every real run creates a new backup set.
-  platform:
-    platforms: posix
 options:
   name:
     description: Name of the database to back up.

@@ -21,22 +21,9 @@ description:
   - The module only reads. It runs the same way in check mode.
 extends_documentation_fragment:
   - runbook.stack.postgresql
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads, so check mode returns the same result as a normal run.
-  diff_mode:
-    support: none
-  idempotent:
-    description: Running the module twice against an unchanged system reports no change.
-    support: full
-    details: The module never changes anything; C(changed) is always false.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.postgresql]
+  - runbook.stack._attributes
+  - runbook.stack._attributes.info_module
+  - runbook.stack._attributes.actiongroup_postgresql
 options:
   fail_on_unready:
     description:

@@ -21,24 +21,16 @@ description:
     sessions it would terminate, and runs nothing.
 extends_documentation_fragment:
   - runbook.stack.postgresql
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.operation
+  - runbook.stack._attributes.actiongroup_postgresql
 attributes:
   check_mode:
-    support: full
     details: Validates the database and tables, returns RV(statements) and RV(terminated) as they would be, runs nothing.
-  diff_mode:
-    support: none
   idempotent:
-    description: Running the module twice against an unchanged system reports no change.
-    support: none
     details:
       - Maintenance always runs. Every run with a task that has tables, or with a session to
         terminate, reports C(changed=true).
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.postgresql]
 options:
   name:
     description:

@@ -19,8 +19,8 @@ description:
 extends_documentation_fragment:
   - runbook.stack.postgresql
   - runbook.stack.pgbackrest
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.actiongroup_postgresql
 attributes:
   check_mode:
     support: full
@@ -29,13 +29,8 @@ attributes:
   diff_mode:
     support: none
   idempotent:
-    description: Running the module twice against an unchanged system reports no change.
     support: partial
     details: Every backup run takes a new backup; an expire run reports a change only when it expired something.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.postgresql]
 options:
   type:
     description:

@@ -15,22 +15,9 @@ description:
 extends_documentation_fragment:
   - runbook.stack.postgresql
   - runbook.stack.pgbackrest
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads.
-  diff_mode:
-    support: none
-  idempotent:
-    description: Running the module twice against an unchanged system reports no change.
-    support: full
-    details: The module never changes anything.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.postgresql]
+  - runbook.stack._attributes
+  - runbook.stack._attributes.info_module
+  - runbook.stack._attributes.actiongroup_postgresql
 options:
   archiver:
     description: Connect to the server and report C(pg_stat_archiver) and the archive lag.

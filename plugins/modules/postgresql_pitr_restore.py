@@ -41,27 +41,19 @@ description:
 extends_documentation_fragment:
   - runbook.stack.postgresql
   - runbook.stack.pgbackrest
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.operation
+  - runbook.stack._attributes.actiongroup_postgresql
 attributes:
   check_mode:
-    support: full
     details:
       - Validates the target and the directories and returns the plan (directories, commands, whether
         the server runs); restores, stops and moves nothing. With O(replace_current=true) and a running
         server it connects once to check that the login options reach that server.
-  diff_mode:
-    support: none
   idempotent:
-    description: Running the module twice against an unchanged system reports no change.
-    support: none
     details:
       - Into a new directory a second run fails because O(dest_data_dir) is no longer empty.
       - In place every run restores again and reports a change.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.postgresql]
 options:
   dest_data_dir:
     description:

@@ -42,19 +42,14 @@ author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - runbook.stack.postgresql
-  - ansible.builtin.action_common_attributes
+  - runbook.stack._attributes
+  - runbook.stack._attributes.operation
+  - runbook.stack._attributes.actiongroup_postgresql
 attributes:
   check_mode:
-    support: full
     details: Verifies every checksum and the roles, then returns the plan; the server is not changed.
-  diff_mode:
-    support: none
   idempotent:
-    description: Whether a second run with the same options reports no change.
-    support: none
     details: Every real run restores the set again.
-  platform:
-    platforms: posix
 options:
   name:
     description: Target database. It may be absent (disaster recovery), then it is simply created.

@@ -23,8 +23,8 @@ description:
 extends_documentation_fragment:
   - runbook.stack.postgresql
   - runbook.stack.pgbackrest
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.actiongroup_postgresql
 attributes:
   check_mode:
     support: full
@@ -32,13 +32,8 @@ attributes:
   diff_mode:
     support: none
   idempotent:
-    description: Running the module twice against an unchanged system reports no change.
     support: full
     details: A second run changes nothing (it reloads the configuration again, which is not reported as a change).
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.postgresql]
 options:
   repo_bucket:
     description: S3 bucket of the repository.

@@ -55,8 +55,8 @@ author:
 extends_documentation_fragment:
   - runbook.stack.redis
   - runbook.stack.s3
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.actiongroup_redis_s3
 attributes:
   check_mode:
     support: full
@@ -66,16 +66,11 @@ attributes:
   diff_mode:
     support: none
   idempotent:
-    description: Running the module twice against an unchanged system reports no change.
     support: partial
     details:
       - A run when the server has written nothing since the last one reports no change. With
         O(rewrite=true) every run starts a rewrite and reports a change. O(follow_seconds) reports a
         change when any pass archived something.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.redis, runbook.stack.s3]
 options:
   dest:
     description:

@@ -25,21 +25,9 @@ author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - runbook.stack.s3
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
-attributes:
-  check_mode:
-    support: full
-    details: The module is read-only and runs unchanged in check mode.
-  diff_mode:
-    support: none
-  idempotent:
-    description: Running the module again with the same options against the same state gives the same result.
-    support: full
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.s3]
+  - runbook.stack._attributes
+  - runbook.stack._attributes.info_module
+  - runbook.stack._attributes.actiongroup_s3
 options:
   archive_root:
     description:

@@ -20,8 +20,8 @@ description:
     that and the module fails (the runtime change has been made by then).
 extends_documentation_fragment:
   - runbook.stack.redis
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.actiongroup_redis
 attributes:
   check_mode:
     support: full
@@ -30,16 +30,11 @@ attributes:
     support: full
     details: The diff shows the changed settings before and after.
   idempotent:
-    description: Running the module twice against an unchanged system reports no change the second time.
     support: full
     details:
       - Settings whose normalised value already matches are not set again.
       - A value Redis rewrites into another form (for example one class of C(client-output-buffer-limit)
         where Redis reports all three) is reported as changed on every run; give it in Redis' form.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.redis]
 options:
   settings:
     description:

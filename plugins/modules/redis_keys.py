@@ -24,8 +24,8 @@ description:
     them and predicts C(changed) (true when a key matches), without touching any key.
 extends_documentation_fragment:
   - runbook.stack.redis
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.actiongroup_redis
 attributes:
   check_mode:
     support: full
@@ -33,15 +33,10 @@ attributes:
   diff_mode:
     support: none
   idempotent:
-    description: Running the module twice against an unchanged system reports no change the second time.
     support: partial
     details:
       - O(action=count) never changes anything. O(action=delete) reports no change once no key matches.
       - O(action=expire) sets the time to live again on every run, so it reports a change whenever a key matches.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.redis]
 options:
   pattern:
     description:

@@ -64,24 +64,16 @@ author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - runbook.stack.redis
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.operation
+  - runbook.stack._attributes.actiongroup_redis
 attributes:
   check_mode:
-    support: full
     details:
       - Verifies every checksum and the RDB magic, reads the data paths from the server, and returns the
         files that would be replaced and the expected key counts. The server is neither stopped nor changed.
-  diff_mode:
-    support: none
   idempotent:
-    description: Whether a second run with the same options reports no change.
-    support: none
     details: Every real run stops the server and loads the set again, so C(changed) is always true.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.redis]
 options:
   path:
     description:

@@ -49,25 +49,17 @@ author:
 extends_documentation_fragment:
   - runbook.stack.redis
   - runbook.stack.s3
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.operation
+  - runbook.stack._attributes.actiongroup_redis_s3
 attributes:
   check_mode:
-    support: full
     details:
       - Checks the archive (range, SHA-256), assembles the AOF for O(target_time) in a temporary directory
         outside the data directory and runs C(redis-check-aof) on it, then removes it; returns the files
         that would be used. The server is neither stopped nor changed.
-  diff_mode:
-    support: none
   idempotent:
-    description: Whether a second run with the same options reports no change.
-    support: none
     details: Every real run stops the server and loads the rebuilt AOF, so C(changed) is always true.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.redis, runbook.stack.s3]
 options:
   archive_root:
     description:

@@ -35,25 +35,17 @@ author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
   - runbook.stack.redis
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.operation
+  - runbook.stack._attributes.actiongroup_redis
 attributes:
   check_mode:
-    support: full
     details:
       - Connects, reads the key counts, checks that O(dest) is writable and that the RDB file
         (O(method=bgsave)) or C(redis-cli) (O(method=replication)) can be reached; writes nothing and
         asks for no save. C(changed) is predicted true.
-  diff_mode:
-    support: none
   idempotent:
-    description: Whether a second run with the same options reports no change.
-    support: none
     details: Every real run takes a new snapshot and creates a new backup set.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.redis]
 options:
   dest:
     description:

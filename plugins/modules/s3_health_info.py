@@ -21,24 +21,16 @@ description:
     fault and always fail.
 extends_documentation_fragment:
   - runbook.stack.s3
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.info_module
+  - runbook.stack._attributes.actiongroup_s3
 attributes:
   check_mode:
-    support: full
     details:
       - The write probe writes an object, so check mode skips it and says so in RV(probe).
         Everything else runs as in a normal run.
-  diff_mode:
-    support: none
   idempotent:
-    description: Running the module twice against an unchanged system reports no change.
-    support: full
     details: The write probe removes its object again; C(changed) is always false.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.s3]
 options:
   bucket:
     description:

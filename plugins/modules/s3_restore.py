@@ -39,8 +39,8 @@ description:
     Remove a kept area with M(runbook.stack.s3_retention) and that prefix once it is no longer needed."
 extends_documentation_fragment:
   - runbook.stack.s3
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.actiongroup_s3
 attributes:
   check_mode:
     support: full
@@ -52,14 +52,9 @@ attributes:
     details: The diff lists the objects that change (at most O(sample_size) keys, by key), each with its size
       before and after, and the kept copies.
   idempotent:
-    description: Running the module twice against an unchanged system reports no change.
     support: full
     details: With O(mode=missing) or O(mode=mirror) a second run finds the target identical and reports
       C(changed=false). O(mode=overwrite) copies every object on every run.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.s3]
 options:
   backup_bucket:
     description:

@@ -41,8 +41,8 @@ description:
     restore's copy or make the final verification fail; stop the writers first.
 extends_documentation_fragment:
   - runbook.stack.s3
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.actiongroup_s3
 attributes:
   check_mode:
     support: full
@@ -53,14 +53,9 @@ attributes:
     details: The diff shows, for at most O(sample_size) changed keys, the current version and the version
       at O(target_time) (or absent).
   idempotent:
-    description: Running the module twice against an unchanged system reports no change.
     support: partial
     details: A second run with the same O(target_time) finds every key in its state at that time and
       reports C(changed=false), except for objects that needed a multipart copy (see above).
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.s3]
 options:
   bucket:
     description:

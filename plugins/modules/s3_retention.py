@@ -20,8 +20,8 @@ description:
     expire the kept copies).
 extends_documentation_fragment:
   - runbook.stack.s3
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.actiongroup_s3
 attributes:
   check_mode:
     support: full
@@ -30,14 +30,9 @@ attributes:
   diff_mode:
     support: none
   idempotent:
-    description: Running the module twice against an unchanged system reports no change.
     support: full
     details: A second run finds nothing old enough left and reports C(changed=false), unless objects
       have aged past O(older_than_days) in between.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.s3]
 options:
   bucket:
     description:

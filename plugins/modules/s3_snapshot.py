@@ -29,22 +29,14 @@ description:
     and are left out, unless O(prefix) itself starts with C(pre-restore-).
 extends_documentation_fragment:
   - runbook.stack.s3
-  - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.ACTIONGROUPS
+  - runbook.stack._attributes
+  - runbook.stack._attributes.operation
+  - runbook.stack._attributes.actiongroup_s3
 attributes:
   check_mode:
-    support: full
     details: Lists the source and returns how many objects and bytes would be copied; writes nothing.
-  diff_mode:
-    support: none
   idempotent:
-    description: Whether a second run with the same options reports no change.
-    support: none
     details: Every real run creates a new backup set.
-  platform:
-    platforms: posix
-  action_group:
-    membership: [runbook.stack.s3]
 options:
   bucket:
     description:

@@ -172,7 +172,7 @@ options:
     type: int
     default: 5
 extends_documentation_fragment:
-  - ansible.builtin.action_common_attributes
+  - runbook.stack._attributes
 attributes:
   check_mode:
     support: full
@@ -185,12 +185,9 @@ attributes:
       - Before and after show the subject, serial, Not After, SHA-256 fingerprint and public key
         fingerprint of the certificate, and the chain fingerprints; never private key material.
   idempotent:
-    description: Running the module twice against an unchanged system reports no change the second time.
     support: full
     details:
       - The same certificate, chain and key in place and served is no change.
-  platform:
-    platforms: posix
 notes:
   - The module runs on the host that serves the certificate. The C(cryptography) Python library
     (a dependency of ansible-core) parses certificates and keys there.
