@@ -1,9 +1,10 @@
-"""Role component on its own (through tests/integration/playbooks/component.yml): pid-file stops.
+"""Role component on its own (through tests/integration/playbooks/component.yml): entry points, pid-file stops.
 
 The startup/shutdown tests drive the role through the lab's services; these cover the pid-file
 cases the lab does not have: a process whose parent does not reap it (a zombie counts as stopped,
 so the stop neither times out nor falls back to SIGKILL), and a component with a status command
-and a pid file but no stop command (the pid file says which process to signal).
+and a pid file but no stop command (the pid file says which process to signal). They also call each
+entry point (tasks_from start, stop, probe, validate) and the deprecated main with component_action.
 """
 
 from __future__ import annotations
@@ -44,8 +45,11 @@ NON_REAPING_PARENT = textwrap.dedent(
 )
 
 
-def component_play(action: str, component: dict) -> tuple:
-    run = run_playbook(PLAYBOOK, "-e", json.dumps({"component_action": action, "test_component": component}))
+def component_play(action: str, component: dict, *args: str, main: bool = False) -> tuple:
+    """Runs the entry point `action` (include_role tasks_from), or with ``main`` the deprecated main
+    entry point with ``component_action``; returns the run and the facts the role set."""
+    key = "test_component_action" if main else "test_entry_point"
+    run = run_playbook(PLAYBOOK, "-e", json.dumps({key: action, "test_component": component}), *args)
     facts = None
     for line in run.out.splitlines():
         if "COMPONENT_FACTS " in line:
@@ -118,3 +122,126 @@ def test_stop_signals_the_pidfile_process_of_a_component_with_a_status_command(t
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is neither a zombie nor dead."""
+    try:
+        return proc_state(pid) not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def entry_point_ran(run, entry: str) -> bool:
+    """The role was entered at `entry`: its argument spec (meta/argument_specs.yml) was checked."""
+    return f"Validating arguments against arg spec '{entry}'" in run.out
+
+
+def test_each_entry_point_with_tasks_from(tmp_path: Path):
+    pidfile = tmp_path / "sleeper.pid"
+    component = {
+        "name": "sleeper",
+        "tier": "app",
+        "control": {
+            "type": "command",
+            # the shell exits at once; the sleep it leaves behind is the component's process
+            "start": ["sh", "-c", f"sleep 300 >/dev/null 2>&1 & echo $! > {pidfile}"],
+            "pidfile": str(pidfile),
+            "stop_timeout": 5,
+        },
+    }
+    pid = 0
+    try:
+        run, facts = component_play("probe", component)
+        assert run.rc == 0 and entry_point_ran(run, "probe"), run
+        assert facts == {"running": False, "changed": None, "pid": ""}, run
+
+        run, facts = component_play("start", component, "--check")
+        assert run.rc == 0 and entry_point_ran(run, "start"), run
+        assert facts["running"] is False and facts["changed"] is True, run
+        assert "sleeper is not running: a real run starts it" in run.out, run
+        assert not pidfile.exists(), "check mode ran the start command"
+
+        run, facts = component_play("start", component)
+        assert run.rc == 0 and entry_point_ran(run, "start"), run
+        assert "Run the start command of sleeper" in run.out, run
+        assert facts["running"] is False and facts["changed"] is True, run
+        pid = int(pidfile.read_text())
+        assert alive(pid), "start did not leave the process running"
+
+        run, facts = component_play("start", component)
+        assert run.rc == 0 and run.changed() == 0, run
+        assert facts == {"running": True, "changed": False, "pid": str(pid)}, run
+
+        run, facts = component_play("probe", component)
+        assert run.rc == 0 and run.changed() == 0 and entry_point_ran(run, "probe"), run
+        assert facts["running"] is True and facts["pid"] == str(pid), run
+
+        run, facts = component_play("stop", component, "--check")
+        assert run.rc == 0 and entry_point_ran(run, "stop"), run
+        assert facts["running"] is True and facts["changed"] is True, run
+        assert "sleeper is running: a real run stops it" in run.out, run
+        assert alive(pid), "check mode stopped the process"
+
+        run, facts = component_play("stop", component)
+        assert run.rc == 0 and entry_point_ran(run, "stop"), run
+        assert facts == {"running": True, "changed": True, "pid": str(pid)}, run
+        assert not alive(pid), "stop left the process running"
+
+        run, facts = component_play("stop", component)
+        assert run.rc == 0 and run.changed() == 0, run
+        assert facts["running"] is False and facts["changed"] is False, run
+
+        run = run_playbook(
+            PLAYBOOK, "-e", json.dumps({"test_entry_point": "validate", "test_component_list": [component]})
+        )
+        assert run.rc == 0 and entry_point_ran(run, "validate"), run
+        assert "Every component has a name, a known tier and a control type" in run.out, run
+    finally:
+        if pid and alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_main_with_component_action_still_works(tmp_path: Path):
+    proc = subprocess.Popen(["sleep", "300"])
+    try:
+        pidfile = tmp_path / "sleep.pid"
+        pidfile.write_text(f"{proc.pid}\n")
+        component = {"name": "old-style", "tier": "app", "control": {"type": "command", "pidfile": str(pidfile)}}
+        run, facts = component_play("probe", component, main=True)
+        assert run.rc == 0 and entry_point_ran(run, "main"), run
+        assert facts["running"] is True and facts["pid"] == str(proc.pid), run
+        run, facts = component_play("stop", component, main=True)
+        assert run.rc == 0 and entry_point_ran(run, "main"), run
+        assert facts["running"] is True and facts["changed"] is True, run
+        assert proc.wait(10) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def test_validate_rejects_bad_entries_with_the_startup_message():
+    good = {"name": "fine", "tier": "cache", "control": {"type": "systemd", "unit": "redis-server"}}
+    ghost = {"name": "ghost", "tier": "middleware", "control": {"type": "command", "start": ["/bin/true"]}}
+    nameless = {"tier": "app", "control": {"type": "docker", "container": "shop"}}
+    untyped = {"name": "untyped", "tier": "proxy", "control": {"type": "k8s"}}
+    run = run_playbook(
+        PLAYBOOK,
+        "-e",
+        json.dumps({"test_entry_point": "validate", "test_component_list": [good, ghost, nameless, untyped]}),
+    )
+    assert run.rc != 0, run
+    # the message startup's and shutdown's own validate.yml gave, word for word
+    expected = [
+        "runbook_components entry ghost: needs name, tier (storage, database, cache, app or proxy) and"
+        " control.type (systemd, docker or command); got tier middleware, control.type command",
+        "runbook_components entry {'tier': 'app', 'control': {'type': 'docker', 'container': 'shop'}}: needs name,"
+        " tier (storage, database, cache, app or proxy) and control.type (systemd, docker or command); got tier"
+        " app, control.type docker",
+        "runbook_components entry untyped: needs name, tier (storage, database, cache, app or proxy) and"
+        " control.type (systemd, docker or command); got tier proxy, control.type k8s",
+    ]
+    for message in expected:
+        assert message in run.out, (message, run)
+    assert "ok: [lab] => (item=fine)" in run.out, run
