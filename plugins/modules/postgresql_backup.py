@@ -162,8 +162,6 @@ duration_s:
 """
 
 import os
-import subprocess
-import tempfile
 import time
 from typing import Any
 
@@ -177,8 +175,9 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     set_rel,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import (
+    BoundedChild,
+    ChildTimeout,
     Interrupted,
-    die_with_parent,
     terminate_on_signals,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
@@ -275,30 +274,15 @@ def run_backup(
         snapshot = query(snap_conn, "SELECT pg_export_snapshot()")[0][0]
 
         argv = pg_dump_argv(pg_dump, os.path.join(writer.path, "data"), jobs, compress, snapshot)
-        with tempfile.TemporaryFile() as errf:
-            # Popen, not run_command: pg_dump runs while this process counts rows in the exported snapshot.
-            proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
-                argv,
-                env=libpq_env(info, name),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=errf,
-                preexec_fn=die_with_parent,
-            )
+        # a child, not run_command: pg_dump runs while this process counts rows in the exported snapshot
+        with BoundedChild(argv, libpq_env(info, name), capture="stderr") as child:
+            tables = count_rows(snap_conn, user_tables(snap_conn))
+            counted_s = time.monotonic() - t_dump
             try:
-                tables = count_rows(snap_conn, user_tables(snap_conn))
-                counted_s = time.monotonic() - t_dump
-                rc = proc.wait(timeout=timeout or None)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                rc = child.wait(timeout or None)
+            except ChildTimeout:
                 raise PostgresError(f"pg_dump did not finish within {timeout} s") from None
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
-            errf.seek(0)
-            stderr = errf.read()
+            stderr = child.output(64 * 1024)
         if rc != 0:
             raise PostgresError(f"pg_dump exited {rc}: {tail(stderr) or 'no output'}")
         snap_conn.rollback()

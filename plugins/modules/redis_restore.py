@@ -265,7 +265,6 @@ duration_s:
 
 import json
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -284,7 +283,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     remove_tree,
     utcnow,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write, fsync_dir
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_copy, atomic_write, fsync_dir
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, terminate_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._common.steps import Steps
 from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
@@ -424,27 +423,6 @@ def pre_restore(path: str, backup_id: str, taken: Callable[[str], bool] = os.pat
     return kept
 
 
-def install_file(src: str, dest: str, like: os.stat_result | None) -> None:
-    """Copy src to dest atomically (temp file in dest's directory, fsync, rename) with like's owner/mode."""
-    directory = os.path.dirname(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.restore-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fout, open(src, "rb") as fin:
-            shutil.copyfileobj(fin, fout, 4 * 1024 * 1024)
-            fout.flush()
-            if like is not None:
-                os.fchmod(fout.fileno(), like.st_mode & 0o7777)
-                if os.geteuid() == 0:
-                    os.fchown(fout.fileno(), like.st_uid, like.st_gid)
-            os.fsync(fout.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(directory)
-
-
 def reference_stat(candidates: list[str | None], directory: str) -> os.stat_result:
     """The stat of the first existing candidate (the previous file, or where it was kept), else the
     data directory's (owner) with the file mode set to 0600."""
@@ -502,7 +480,7 @@ class FileSwap:
         like = reference_stat([self.data_file, self.previous_file], self.paths.dir)
         self._move_aside(self.data_file, self.previous_file)
         self.installed.append(self.data_file)
-        install_file(rdb, self.data_file, like)
+        atomic_copy(rdb, self.data_file, like, tag="restore")
         if not self.aof_path:
             return
         if self.paths.appenddirname:
@@ -511,18 +489,20 @@ class FileSwap:
             aof_like = reference_stat([self.aof_path, self.previous_aof], self.paths.dir)
             self._move_aside(self.aof_path, self.previous_aof)
             self.installed.append(self.aof_path)
-            install_file(rdb, self.aof_path, aof_like)
+            atomic_copy(rdb, self.aof_path, aof_like, tag="restore")
 
     def _install_aof_dir(self, rdb: str, like: os.stat_result) -> None:
         base, manifest = aof_manifest(self.paths.appendfilename)
         dir_like = reference_stat([self.aof_path, self.previous_aof], self.paths.dir)
         staging = tempfile.mkdtemp(prefix=f".{self.paths.appenddirname}.restore-", dir=self.paths.dir)
         try:
-            install_file(rdb, os.path.join(staging, base), like)
+            atomic_copy(rdb, os.path.join(staging, base), like, tag="restore")
             manifest_src = os.path.join(staging, ".manifest-src")
             with open(manifest_src, "wb") as fh:
                 fh.write(manifest)
-            install_file(manifest_src, os.path.join(staging, f"{self.paths.appendfilename}.manifest"), like)
+            atomic_copy(
+                manifest_src, os.path.join(staging, f"{self.paths.appendfilename}.manifest"), like, tag="restore"
+            )
             os.unlink(manifest_src)
             mode = dir_like.st_mode & 0o7777 if os.path.lexists(self.aof_path) else 0o700
             os.chmod(staging, mode)

@@ -189,8 +189,6 @@ duration_s:
 import hashlib
 import os
 import shutil
-import subprocess
-import tempfile
 import time
 from typing import Any
 
@@ -204,8 +202,9 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     set_rel,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import (
+    BoundedChild,
+    ChildTimeout,
     Interrupted,
-    die_with_parent,
     terminate_on_signals,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._common.steps import Steps
@@ -344,28 +343,13 @@ def replication(client: Any, info: ConnInfo, writer: LocalSetWriter, timeout: in
     target = os.path.join(writer.path, RDB_NAME)
     argv = redis_cli_argv(redis_cli, info, target)
     before = client.info("persistence", "keyspace")
-    with steps.step("redis-cli --rdb"), tempfile.TemporaryFile() as out:
-        # Popen, not run_command: the child must die with the module (PR_SET_PDEATHSIG) and be bounded.
-        proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
-            argv,
-            env=redis_cli_env(info),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
+    # a child, not run_command: it must die with the module (PR_SET_PDEATHSIG) and be bounded
+    with steps.step("redis-cli --rdb"), BoundedChild(argv, redis_cli_env(info)) as child:
         try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            rc = child.wait(timeout)
+        except ChildTimeout:
             raise RedisError(f"redis-cli --rdb did not finish within {timeout} s") from None
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        out.seek(0)
-        output = one_line(out.read()[-2000:].decode("utf-8", "replace"), info.password)
+        output = one_line(child.output(2000).decode("utf-8", "replace"), info.password)
     if rc != 0:
         raise RedisError(f"redis-cli --rdb exited {rc}: {output or 'no output'}")
     if not os.path.exists(target):

@@ -4,12 +4,15 @@
 
 - ``atomic_write``: a file is replaced whole or not at all (temp file in the same directory, mode and
   owner set before a byte is written, fsync, rename, fsync of the directory).
+- ``atomic_copy``: the same for a copy of a file (streamed, any size), owner and mode taken from a
+  reference file.
 - ``fsync_dir``: make a rename or a new entry in a directory durable.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 PRIVATE_FILE_MODE = 0o600
@@ -47,5 +50,28 @@ def atomic_write(
             os.unlink(tmp)
         except OSError:
             pass
+        raise
+    fsync_dir(directory)
+
+
+def atomic_copy(src: str, dest: str, like: os.stat_result | None = None, tag: str = "copy") -> None:
+    """Replace ``dest`` with a copy of ``src`` (crash-safe like ``atomic_write``), with the mode and, as
+    root, the owner of ``like``. The temp file is ``.<name of dest>.<tag>-XXXXXXXX`` in the directory
+    of ``dest``: a caller that can be killed midway finds its leftovers by that prefix."""
+    directory = os.path.dirname(os.path.abspath(dest))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dest)}.{tag}-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fout, open(src, "rb") as fin:
+            shutil.copyfileobj(fin, fout, 4 * 1024 * 1024)
+            fout.flush()
+            if like is not None:
+                os.fchmod(fout.fileno(), like.st_mode & 0o7777)
+                if os.geteuid() == 0:
+                    os.fchown(fout.fileno(), like.st_uid, like.st_gid)
+            os.fsync(fout.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
     fsync_dir(directory)

@@ -4,6 +4,8 @@
 
 - ``die_with_parent`` (a ``preexec_fn``): the child tool gets SIGTERM when the module process dies,
   even by SIGKILL, so no orphaned pg_dump keeps writing into a set that was abandoned.
+- ``BoundedChild``: a tool (pg_dump, redis-cli --rdb) run as a child that dies with the module, is
+  killed when the block it runs in fails, and is waited on with a bound; its output goes to a file.
 - ``run_detached``: a stop/start command of a server (argv, no shell), in its own session and
   without ``die_with_parent``: the server it starts must outlive the module.
 - ``terminate_on_signals`` (a block) / ``stop_on_signals`` (from now on): SIGTERM / SIGHUP / SIGINT
@@ -247,3 +249,76 @@ def run_detached(
             return -1, f"did not return within {timeout:g} s"
         out.seek(0)
         return rc, one_line(out.read()[-1000:].decode("utf-8", "replace"), secret)
+
+
+class ChildTimeout(Exception):
+    """A BoundedChild did not finish within its bound (it has been killed)."""
+
+
+class BoundedChild:
+    """A tool run as a child of the module, in a ``with`` block:
+
+        with BoundedChild(argv, env) as child:
+            ...                       # work while the tool runs (counting rows in its snapshot)
+            rc = child.wait(timeout)  # ChildTimeout when it runs longer (then it is killed)
+            output = child.output()
+
+    It gets SIGTERM when the module dies (``die_with_parent``), and SIGKILL when the block is left by
+    an exception (an interrupt, a failed step) while it still runs. Its output (``stderr`` only, or
+    ``all``: stdout and stderr) goes to a temporary file, not a pipe: nothing to drain while it runs.
+    """
+
+    def __init__(self, argv: list[str], env: dict[str, str], capture: str = "all", cwd: str | None = None) -> None:
+        self.argv = list(argv)
+        self.env = env
+        self.capture = capture
+        self.cwd = cwd
+        self.returncode: int | None = None
+        self._out: Any = None
+        self._proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> BoundedChild:
+        self._out = tempfile.TemporaryFile()
+        try:
+            # helpers take values, not the module; the child must die with the module (PR_SET_PDEATHSIG)
+            self._proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL if self.capture == "stderr" else self._out,
+                stderr=self._out if self.capture == "stderr" else subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # pylint: disable=subprocess-popen-preexec-fn
+            )
+        except BaseException:
+            self._out.close()
+            raise
+        return self
+
+    def wait(self, timeout: float | None) -> int:
+        """The exit code; ChildTimeout (the child killed) when it runs longer than ``timeout`` s."""
+        assert self._proc is not None
+        try:
+            self.returncode = self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            raise ChildTimeout(f"{os.path.basename(self.argv[0])} did not finish within {timeout:g} s") from None
+        return self.returncode
+
+    def output(self, limit: int = 2000) -> bytes:
+        """The last ``limit`` bytes of what it wrote."""
+        self._out.seek(0, os.SEEK_END)
+        size = self._out.tell()
+        self._out.seek(max(0, size - limit))
+        return self._out.read()
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._kill()
+        finally:
+            self._out.close()

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import (
+    BoundedChild,
+    ChildTimeout,
     ControllerWatch,
     parent_pid,
     pipe_reader,
@@ -246,3 +248,24 @@ def test_run_detached_reports_what_cannot_run_and_what_hangs(tmp_path):
     )
     rc, out = run_detached([sys.executable, "-c", "import time; time.sleep(30)"], dict(os.environ), 0.5)
     assert (rc, out) == (-1, "did not return within 0.5 s")
+
+
+def test_bounded_child_returns_the_exit_code_and_the_tail_of_its_output():
+    script = "import sys; sys.stdout.write('o' * 5000); sys.stdout.flush(); sys.stderr.write('the end'); sys.exit(4)"
+    with BoundedChild([sys.executable, "-c", script], dict(os.environ)) as child:
+        assert child.wait(20) == 4
+        assert child.output(10) == b"ooothe end"
+    with BoundedChild([sys.executable, "-c", script], dict(os.environ), capture="stderr") as child:
+        child.wait(20)
+        assert child.output() == b"the end"
+
+
+def test_bounded_child_is_killed_past_its_bound_and_when_the_block_fails():
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with BoundedChild(sleeper, dict(os.environ)) as child:
+        with pytest.raises(ChildTimeout, match=r"did not finish within 0\.3 s"):
+            child.wait(0.3)
+        assert child._proc.poll() is not None, "the child outlived its bound"
+    with pytest.raises(RuntimeError), BoundedChild(sleeper, dict(os.environ)) as child:
+        raise RuntimeError("a failed step while the tool runs")
+    assert child._proc.poll() is not None, "the child outlived the failed block"
