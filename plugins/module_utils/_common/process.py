@@ -297,7 +297,8 @@ class BoundedChild:
 
     def wait(self, timeout: float | None) -> int:
         """The exit code; ChildTimeout (the child killed) when it runs longer than ``timeout`` s."""
-        assert self._proc is not None
+        if self._proc is None:
+            raise RuntimeError("BoundedChild.wait() outside its with block")
         try:
             self.returncode = self._proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
