@@ -42,6 +42,15 @@ class ModuleCrashed(AssertionError):
     """The module printed no JSON result: Ansible would report MODULE FAILURE."""
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # `pytest -m "not destructive"` runs what leaves the lab as it is; `-m "not playbook"` the module tests
+    config.addinivalue_line(
+        "markers",
+        "destructive: stops, kills or restores the lab's own services or data (never run it alongside other lab tests)",
+    )
+    config.addinivalue_line("markers", "playbook: runs ansible-playbook (a whole play per test: the slow ones)")
+
+
 def _labctl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(LABCTL), *args], capture_output=True, text=True, timeout=timeout, check=False)
 

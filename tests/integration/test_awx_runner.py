@@ -16,6 +16,8 @@ import pytest
 from awx_job import private_data_dir, run_job
 from conftest import LABCTL
 
+pytestmark = [pytest.mark.playbook]
+
 UNKNOWN_ID = "19990101T000000Z"
 
 

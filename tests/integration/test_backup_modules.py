@@ -29,6 +29,8 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     utcnow,
 )
 
+pytestmark = [pytest.mark.playbook]
+
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
 

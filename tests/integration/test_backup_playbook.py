@@ -24,6 +24,8 @@ from test_s3_modules import _s3 as lab_client
 
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import LocalSetWriter, utcnow
 
+pytestmark = [pytest.mark.playbook]
+
 S3_BUCKETS = ("shop-backups", "shop-offsite")
 DAY = dt.timedelta(days=1)
 

@@ -24,6 +24,8 @@ from conftest import PYTHON, custom_stats, run_playbook
 from cryptography import x509
 from test_tls_certificate_install import HOST, Nginx, fp, key_pem, make_cert, make_key, pem, served_fingerprint
 
+pytestmark = [pytest.mark.playbook]
+
 HOSTNAME = "renewal-host"
 
 

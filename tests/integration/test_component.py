@@ -18,7 +18,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from conftest import run_playbook
+
+pytestmark = [pytest.mark.playbook]
 
 PLAYBOOK = "../tests/integration/playbooks/component.yml"
 

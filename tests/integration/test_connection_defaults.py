@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_playbook
 
+pytestmark = [pytest.mark.playbook]
+
 TLS_DIR = ROOT / ".lab" / "proxy" / "tls"
 UNKNOWN_ID = "19990101T000000Z"
 

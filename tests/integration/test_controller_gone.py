@@ -30,6 +30,8 @@ from conftest import COLLECTIONS_PATH, PYTHON, ROOT, module_env, pg_connect, psq
 
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import parent_pid
 
+pytestmark = [pytest.mark.playbook]
+
 STOP_WITHIN = 15  # seconds
 s3cli = transfer.s3cli  # fixtures: the lab's S3 client and a fresh bucket
 bucket = transfer.bucket

@@ -16,6 +16,8 @@ import pytest
 import redis
 from conftest import LABCTL, ROOT, custom_stats, pg_query, run_playbook
 
+pytestmark = [pytest.mark.playbook, pytest.mark.destructive]
+
 REPORTS = ROOT / "reports"
 FLAG = ROOT / ".lab" / "app" / "maintenance.flag"
 

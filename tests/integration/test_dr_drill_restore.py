@@ -15,6 +15,8 @@ import pytest
 from conftest import LABCTL, ROOT, run_playbook
 from test_s3_modules import _s3 as lab_client
 
+pytestmark = [pytest.mark.playbook, pytest.mark.destructive]
+
 REPORTS = ROOT / "reports"
 FLAG = ROOT / ".lab" / "app" / "maintenance.flag"
 SERVICES = ("postgresql", "redis", "s3", "app", "proxy")

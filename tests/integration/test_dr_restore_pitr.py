@@ -22,6 +22,8 @@ from conftest import LABCTL, ROOT, custom_stats, pg_query, psql, run_playbook
 from test_s3_modules import _s3 as lab_client
 from test_s3_point_in_time import iso, next_second
 
+pytestmark = [pytest.mark.playbook, pytest.mark.destructive]
+
 FLAG = ROOT / ".lab" / "app" / "maintenance.flag"
 BUCKET, PREFIX = "shop-receipts", "rb-pitr/"
 KEY_BEFORE, KEY_AFTER = "rb:pitr:before", "rb:pitr:after"

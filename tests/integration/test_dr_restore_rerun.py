@@ -22,6 +22,8 @@ import redis
 from conftest import ROOT, playbook_env, run_playbook
 from test_dr_drill_restore import FLAG, all_up, fingerprint
 
+pytestmark = [pytest.mark.playbook, pytest.mark.destructive]
+
 REDIS_DIR = ROOT / ".lab" / "redis"
 BIG_DB = 3  # the lab app and the fingerprint use db 0
 BIG_KEYS = 160  # 160 MiB of random values: the copy into the data directory takes a while

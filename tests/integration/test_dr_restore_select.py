@@ -12,6 +12,8 @@ import pytest
 from conftest import LABCTL, ROOT, psql, run_playbook
 from test_s3_modules import _s3 as lab_client
 
+pytestmark = [pytest.mark.playbook]
+
 FLAG = ROOT / ".lab" / "app" / "maintenance.flag"
 OFFSITE, PREFIX = "shop-offsite", "runbook/dr/shop"
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_playbook
 
+pytestmark = [pytest.mark.playbook]
+
 EXAMPLE = "inventories/example"
 VENV = ROOT / ".venv" / "bin"
 

@@ -12,6 +12,8 @@ import yaml
 from conftest import run_playbook
 from steady_lab import LAB_COMPONENTS, lab_seed, run_on_steady_lab
 
+pytestmark = [pytest.mark.playbook]
+
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 

@@ -25,6 +25,8 @@ import redis
 from botocore.config import Config
 from conftest import LABCTL, PYTHON, ROOT, _labctl, psql, run_module
 
+pytestmark = [pytest.mark.destructive]
+
 APP = ROOT / "lab" / "app" / "app.py"
 # The drain tests' own app instance.  Its port lies below Linux's ephemeral range (32768-60999):
 # a probe of a port inside that range while nothing listens on it can get the same port as its

@@ -23,6 +23,8 @@ import redis
 from conftest import ROOT, pg_query, run_playbook
 from steady_lab import fresh_backup, lab_seed, run_on_steady_lab, task_json
 
+pytestmark = [pytest.mark.playbook, pytest.mark.destructive]
+
 PLAYBOOK = "maintenance_window.yml"
 LAB_FLAG = ROOT / ".lab" / "app" / "maintenance.flag"
 BUCKET = "shop-receipts"

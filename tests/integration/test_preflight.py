@@ -13,6 +13,8 @@ import pytest
 from conftest import ROOT, run_playbook
 from steady_lab import fresh_backup, lab_seed, run_on_steady_lab
 
+pytestmark = [pytest.mark.playbook]
+
 PLAYBOOK = "../tests/integration/playbooks/preflight.yml"
 # every check off; each test turns on the ones it is about
 NONE = {

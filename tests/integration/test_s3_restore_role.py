@@ -10,9 +10,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import PYTHON, ROOT, playbook_env, run_module
 from test_s3_modules import conn
 from test_s3_snapshot_restore import buckets, cli, ok, state  # noqa: F401  # pylint: disable=unused-import  # fixtures used by name
+
+pytestmark = [pytest.mark.playbook]
 
 PLAYBOOK = """
 - name: The bucket phase of dr_restore

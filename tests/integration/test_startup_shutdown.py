@@ -19,6 +19,8 @@ import pytest
 import redis
 from conftest import LABCTL, ROOT, run_playbook
 
+pytestmark = [pytest.mark.playbook, pytest.mark.destructive]
+
 SERVICES = ("postgresql", "redis", "s3", "app", "proxy")
 PORTS = {"postgresql": 55432, "redis": 56379, "s3": 58333, "app": 58000, "proxy": 58443}
 FLAG = ROOT / ".lab" / "app" / "maintenance.flag"
