@@ -1,6 +1,6 @@
 # Copyright: runbook.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Connection options of the postgresql_* modules; kept in step with _postgresql.postgres_argument_spec()."""
+"""Connection options of the postgresql_* modules; kept in step with _postgresql.connection.postgres_argument_spec()."""
 
 from __future__ import annotations
 

@@ -278,7 +278,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest import (
     shown,
     stanza_data_dir,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest_swap import run_in_place
 from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
@@ -286,6 +285,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     conn_info,
     postgres_argument_spec,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._postgresql.in_place_restore import run_in_place
 
 IN_PLACE_ONLY = ("stop_command", "start_command", "log_file", "pg_bin_dir")
 

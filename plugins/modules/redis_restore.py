@@ -315,7 +315,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     state_home,
     total_keys,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._redis_control import (
+from ansible_collections.runbook.stack.plugins.module_utils._redis.control import (
     control_argv,
     start_server,
     start_with,

@@ -284,6 +284,11 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     redis_argument_spec,
     total_keys,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._redis.control import (
+    control_argv,
+    start_server,
+    stop_server,
+)
 from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     aof_settings,
     held_range,
@@ -296,11 +301,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_s
     assemble,
     is_s3,
     open_store,
-)
-from ansible_collections.runbook.stack.plugins.module_utils._redis_control import (
-    control_argv,
-    start_server,
-    stop_server,
 )
 
 

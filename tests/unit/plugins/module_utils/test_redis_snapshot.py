@@ -9,6 +9,7 @@ import os
 import pytest
 
 from ansible_collections.runbook.stack.plugins.module_utils import _redis as rd
+from ansible_collections.runbook.stack.plugins.module_utils._redis import persistence
 
 
 class FakeClock:
@@ -177,7 +178,7 @@ def test_copy_stable_hashes_while_it_copies(tmp_path):
 
 def test_copy_stable_refuses_a_file_changed_in_place(tmp_path, monkeypatch):
     # the user-space path (no sendfile), where a read can be interleaved with a write
-    monkeypatch.setattr(rd, "_kernel_copy", lambda *args: None)
+    monkeypatch.setattr(persistence, "_kernel_copy", lambda *args: None)
     src = tmp_path / "dump.rdb"
     src.write_bytes(b"REDIS" + b"x" * 100)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import run_detached
-from ansible_collections.runbook.stack.plugins.module_utils._redis import (
+from ansible_collections.runbook.stack.plugins.module_utils._redis.connection import (
     CLIENT_ERRORS,
     ConnInfo,
     RedisError,
