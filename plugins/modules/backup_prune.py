@@ -225,23 +225,16 @@ diff:
       sample: {"app": ["20261122T020000Z", "20261121T020000Z"]}
 """
 
-import datetime as _dt
 import os
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.runbook.stack.plugins.module_utils import _s3
-from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
-    BackupSet,
-    BackupSetError,
-    Storage,
-    list_sets,
-    open_storage,
-    select_prune,
-    utcnow,
-    validate_kind,
-)
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.ids import BackupSetError, utcnow, validate_kind
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.reader import BackupSet
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.retention import plan_prune
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.storage import Storage, open_storage
 
 
 def check_rules(
@@ -271,87 +264,12 @@ def check_root(storage: Storage) -> None:
         raise BackupSetError(f"the backup root {local} is not a directory")
 
 
-def scan_tree(storage: Storage, backup_set: BackupSet) -> tuple[int, _dt.datetime]:
-    """(bytes stored, time of the last write) of a set directory, never earlier than its backup id.
-
-    On S3: the sizes and the newest LastModified of the objects under the set's prefix. Storage
-    with neither: (the manifest's total size or 0, the backup id time)."""
-    newest = backup_set.when
-    base = storage.local_path(backup_set.rel)
-    if not base:
-        iter_objects = getattr(storage, "iter_objects", None)
-        if iter_objects is None:
-            return backup_set.summary()["size_bytes"] or 0, newest
-        total = 0
-        for obj in iter_objects(backup_set.rel):
-            total += int(obj.get("Size", 0))
-            if obj.get("LastModified") is not None:
-                newest = max(newest, obj["LastModified"])
-        return total, newest
-    total = 0
-    for dirpath, _dirnames, filenames in os.walk(base):
-        for path in [dirpath, *(os.path.join(dirpath, name) for name in filenames)]:
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            if path != dirpath:
-                total += st.st_size
-            newest = max(newest, _dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc))
-    return total, newest
-
-
-def plan_prune(
-    storage: Storage,
-    kind: str,
-    source: str | None,
-    keep_last: int | None,
-    keep_days: float | None,
-    incomplete_h: int,
-    now: _dt.datetime,
-) -> dict[str, Any]:
-    """Decide, per source, what goes. Returns lists of BackupSet and the disk size of each removal."""
-    by_source: dict[str, list[BackupSet]] = {}
-    for backup_set in list_sets(storage, kind, source):
-        by_source.setdefault(backup_set.source_dir, []).append(backup_set)
-    plan: dict[str, Any] = {
-        "all": [],
-        "kept": [],
-        "removed": [],
-        "removed_incomplete": [],
-        "left_in_place": [],
-        "sizes": {},
-    }
-    for _source_dir, group in sorted(by_source.items()):
-        plan["all"].extend(group)
-        keep, remove = select_prune(group, keep_last, keep_days, now)
-        plan["kept"].extend(keep)
-        plan["removed"].extend(remove)
-        for backup_set in remove:
-            plan["sizes"][backup_set.rel] = scan_tree(storage, backup_set)[0]
-        for backup_set in group:
-            if backup_set.valid:
-                continue
-            size, last_write = scan_tree(storage, backup_set)
-            idle_h = (now - last_write).total_seconds() / 3600
-            if backup_set.incomplete and idle_h > incomplete_h:
-                plan["removed_incomplete"].append(backup_set)
-                plan["sizes"][backup_set.rel] = size
-                continue
-            if backup_set.incomplete:
-                backup_set.error = f"{backup_set.error}; last written {idle_h:.1f} h ago, maybe still running"
-            plan["left_in_place"].append(backup_set)
-    for key in ("kept", "removed", "removed_incomplete", "left_in_place"):
-        plan[key].sort(key=lambda s: (s.backup_id, s.source_dir), reverse=True)
-    return plan
-
-
 def apply_plan(storage: Storage, plan: dict[str, Any]) -> None:
     """Remove the planned sets, oldest first."""
     doomed = sorted(plan["removed"] + plan["removed_incomplete"], key=lambda s: s.backup_id)
     for done, backup_set in enumerate(doomed):
         try:
-            _s3.remove_backup_set(storage, backup_set.rel)
+            storage.remove_set(backup_set.rel)
         except (OSError, _s3.S3Error) as exc:
             raise BackupSetError(
                 f"removing {backup_set.location} failed after {done} of {len(doomed)} removals: {exc}"

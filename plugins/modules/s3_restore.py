@@ -278,12 +278,8 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
-    BackupSet,
-    BackupSetError,
-    find_set,
-    iter_sets,
-)
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.ids import BackupSetError
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.reader import find_set
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, stop_on_signals
 from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     BOTO3_IMPORT_ERROR,
@@ -312,19 +308,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
 )
 
 KEYS_SHOWN = 10
-
-
-def newest_valid(storage: S3Storage, kind: str, source: str) -> BackupSet:
-    """The newest valid set, loading sets newest first and stopping at the first valid one."""
-    candidates = sorted(iter_sets(storage, kind, source), key=lambda s: s.backup_id, reverse=True)
-    problems = []
-    for candidate in candidates:
-        candidate.load()
-        if candidate.valid:
-            return candidate
-        problems.append(f"{candidate.backup_id}: {candidate.error}")
-    detail = f" (invalid: {'; '.join(problems[:3])})" if problems else ""
-    raise BackupSetError(f"no valid {kind} backup set of bucket {source!r} under {storage.url}{detail}")
 
 
 def target_listing(cli: Any, info: Any, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
@@ -386,8 +369,7 @@ def main() -> None:
         storage = S3Storage(f"s3://{p['backup_bucket']}/{root}", info, cli)
 
         # 1. the set: valid manifest, every object present at its size (one listing)
-        found = newest_valid(storage, kind, source) if p["backup_id"] == "latest" else None
-        found = found or find_set(storage, kind, source, p["backup_id"])
+        found = find_set(storage, kind, source, p["backup_id"])
         what = f"backup {found.backup_id} of bucket {source!r}"
         manifest = found.manifest or {}
         if not isinstance(manifest.get("objects"), list):

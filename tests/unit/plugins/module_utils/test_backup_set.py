@@ -1,6 +1,6 @@
 # Copyright: runbook.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests of the backup-set format (plugins/module_utils/_backup_set.py); local files only."""
+"""Unit tests of the backup-set format (plugins/module_utils/_backup_set/); local files only."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from typing import Any, Callable
 import pytest
 
 from ansible_collections.runbook.stack.plugins.module_utils import _backup_set as bs
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import storage as bs_storage
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import writer as bs_writer
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.retention import plan_prune, scan_tree
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 11, 22, 2, 0, 0, 250000, tzinfo=UTC)
@@ -247,8 +250,8 @@ def test_seal_syncs_the_data_before_the_manifest(tmp_path, monkeypatch):
         events.append(f"write {os.path.basename(path)}")
         real_write(path, data, mode)
 
-    monkeypatch.setattr(bs, "fsync_tree", fsync_tree)
-    monkeypatch.setattr(bs, "atomic_write", write_file_atomic)
+    monkeypatch.setattr(bs_writer, "fsync_tree", fsync_tree)
+    monkeypatch.setattr(bs_writer, "atomic_write", write_file_atomic)
     make_set(tmp_path)
     assert events == ["fsync data", "write manifest.json"]
 
@@ -264,7 +267,7 @@ def test_write_file_atomic_replaces_and_leaves_no_temp(tmp_path):
 
 def test_two_writers_in_the_same_second_get_different_true_ids(tmp_path, monkeypatch):
     sleeps: list[float] = []
-    monkeypatch.setattr(bs.time, "sleep", sleeps.append)
+    monkeypatch.setattr(bs_writer.time, "sleep", sleeps.append)
     first = bs.LocalSetWriter(str(tmp_path), "postgresql", "app", now=clock(T0)).create()
     same_second = T0.replace(microsecond=900000)
     next_second = T0 + dt.timedelta(seconds=1, microseconds=1000)
@@ -278,14 +281,14 @@ def test_two_writers_in_the_same_second_get_different_true_ids(tmp_path, monkeyp
 
 
 def test_same_second_different_sources_do_not_wait(tmp_path, monkeypatch):
-    monkeypatch.setattr(bs.time, "sleep", lambda s: pytest.fail("no wait expected"))
+    monkeypatch.setattr(bs_writer.time, "sleep", lambda s: pytest.fail("no wait expected"))
     a = bs.LocalSetWriter(str(tmp_path), "postgresql", "a", now=clock(T0)).create()
     b = bs.LocalSetWriter(str(tmp_path), "postgresql", "b", now=clock(T0)).create()
     assert a.backup_id == b.backup_id
 
 
 def test_writer_gives_up_when_the_clock_never_moves(tmp_path, monkeypatch):
-    monkeypatch.setattr(bs.time, "sleep", lambda s: None)
+    monkeypatch.setattr(bs_writer.time, "sleep", lambda s: None)
     bs.LocalSetWriter(str(tmp_path), "postgresql", "app", now=clock(T0)).create()
     with pytest.raises(bs.BackupSetError, match="unique backup id"):
         bs.LocalSetWriter(str(tmp_path), "postgresql", "app", now=clock(T0)).create(max_wait_s=0)
@@ -527,6 +530,99 @@ def test_find_set_latest_raises_when_no_valid_set(populated):
         bs.find_set(storage, "postgresql", "nope", "latest")
 
 
+class ReadLog(bs.LocalStorage):
+    """A local root that records every file read through it (manifests, for a search)."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+
+    def read_bytes(self, rel: str) -> bytes:
+        self.reads.append(rel)
+        return super().read_bytes(rel)
+
+
+def test_find_set_latest_reads_newest_first_and_stops_at_the_first_valid(populated):
+    storage = ReadLog(str(populated))
+    found = bs.find_set(storage, "postgresql", "app", "latest")
+    assert found.valid and found.backup_id == "20261122T040000Z"
+    # the corrupt newest set, then the first valid one; the older valid set is never read
+    assert storage.reads == [
+        "postgresql/app/20261122T060000Z/manifest.json",
+        "postgresql/app/20261122T040000Z/manifest.json",
+    ]
+
+
+def test_find_set_latest_names_the_newest_invalid_sets_when_none_is_valid(tmp_path):
+    for n in range(4):
+        broken = make_set(tmp_path, "postgresql", "app", hours(n))
+        os.unlink(Path(broken.path, "data", "toc.dat"))
+    bs.LocalSetWriter(str(tmp_path), "postgresql", "app", now=clock(hours(5))).create()  # never sealed
+    with pytest.raises(bs.BackupSetError) as raised:
+        bs.find_set(bs.LocalStorage(str(tmp_path)), "postgresql", "app", "latest")
+    msg = str(raised.value)
+    assert msg.startswith(f"no valid postgresql backup set of 'app' under {tmp_path} (invalid: 20261122T070000Z: ")
+    assert msg.endswith(")") and msg.count("listed in the manifest is missing") == 2  # three shown of five
+    assert "20261122T070000Z: no manifest (incomplete or interrupted backup)" in msg
+    assert "20261122T050000Z: file data/toc.dat listed in the manifest is missing" in msg
+    assert msg.index("20261122T050000Z") < msg.index("20261122T040000Z")  # newest first
+    assert "20261122T030000Z" not in msg and "20261122T020000Z" not in msg
+
+
+class MemoryStorage(bs.Storage):
+    """Objects in a dict, like an S3 prefix: no local path, sizes and times from one listing."""
+
+    def __init__(self, objects: dict[str, bytes], when: dict[str, dt.datetime] | None = None) -> None:
+        self.url = "mem://root"
+        self.objects = dict(objects)
+        self.when = when or {}
+        self.reads: list[str] = []
+
+    def list_dirs(self, rel: str) -> list[str]:
+        prefix = f"{rel}/" if rel else ""
+        return sorted(
+            {k[len(prefix) :].split("/")[0] for k in self.objects if k.startswith(prefix) and "/" in k[len(prefix) :]}
+        )
+
+    def iter_objects(self, rel: str):
+        for key in sorted(k for k in self.objects if k.startswith(f"{rel}/")):
+            yield {"Key": key, "Size": len(self.objects[key]), "LastModified": self.when.get(key)}
+
+    def read_bytes(self, rel: str) -> bytes:
+        self.reads.append(rel)
+        if rel not in self.objects:
+            raise FileNotFoundError(rel)
+        return self.objects[rel]
+
+    def exists(self, rel: str) -> bool:
+        return rel in self.objects or any(k.startswith(f"{rel}/") for k in self.objects)
+
+    def size(self, rel: str) -> int:
+        if rel not in self.objects:
+            raise FileNotFoundError(rel)
+        return len(self.objects[rel])
+
+    def remove_tree(self, rel: str) -> None:
+        self.objects.pop(f"{rel}/{bs.MANIFEST}", None)
+        for key in [k for k in self.objects if k.startswith(f"{rel}/")]:
+            del self.objects[key]
+
+
+def in_memory(root: Path) -> MemoryStorage:
+    return MemoryStorage({p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()})
+
+
+def test_find_set_latest_is_lazy_on_any_storage(populated):
+    storage = in_memory(populated)
+    assert bs.find_set(storage, "postgresql", "app", "latest").backup_id == "20261122T040000Z"
+    assert storage.reads == [
+        "postgresql/app/20261122T060000Z/manifest.json",
+        "postgresql/app/20261122T040000Z/manifest.json",
+    ]
+    with pytest.raises(bs.BackupSetError, match=r"no valid redis backup set of 'nope' under mem://root\Z"):
+        bs.find_set(storage, "redis", "nope", "latest")
+
+
 def test_find_set_by_id(populated):
     storage = bs.LocalStorage(str(populated))
     assert bs.find_set(storage, "postgresql", "app", "20261122T020000Z").valid
@@ -563,7 +659,7 @@ def test_remove_tree_unseals_the_set_first(tmp_path, monkeypatch):
     def interrupted(path: str) -> None:
         raise OSError("interrupted")
 
-    monkeypatch.setattr(bs, "remove_tree", interrupted)
+    monkeypatch.setattr(bs_storage, "remove_tree", interrupted)
     with pytest.raises(OSError):
         storage.remove_tree(rel)
     found = load(tmp_path, writer)
@@ -573,6 +669,78 @@ def test_remove_tree_unseals_the_set_first(tmp_path, monkeypatch):
     storage.remove_tree(rel)
     assert not os.path.exists(writer.path)
     storage.remove_tree(rel)  # already gone: nothing to do
+
+
+# --------------------------------------------------------------------------------------------
+# the storage interface: objects, usage, removal
+# --------------------------------------------------------------------------------------------
+
+
+def set_mtimes(base: Path, when: float) -> None:
+    for path in [base, *base.rglob("*")]:
+        os.utime(path, (when, when), follow_symlinks=False)
+
+
+def test_local_objects_and_usage_of_a_set(tmp_path):
+    writer = make_set(tmp_path)
+    storage = bs.LocalStorage(str(tmp_path))
+    rel = bs.set_rel("postgresql", "app", writer.backup_id)
+    files = {str(p): p.stat().st_size for p in Path(writer.path).rglob("*") if p.is_file()}
+    assert {o["Key"]: o["Size"] for o in storage.iter_objects(rel)} == files
+    set_mtimes(Path(writer.path), 1_000_000_000)
+    os.utime(Path(writer.path, "data"), (1_000_000_500, 1_000_000_500))  # a directory's write counts too
+    size, newest = storage.usage(rel)
+    assert size == sum(files.values())
+    assert newest == dt.datetime.fromtimestamp(1_000_000_500, UTC)
+    assert storage.usage("postgresql/app/20261122T010000Z") == (0, None)
+
+
+def test_usage_default_sums_the_listing():
+    when = {"k/a": hours(1), "k/b": hours(3), "k/c": None}
+    storage = MemoryStorage({"k/a": b"12", "k/b": b"345", "k/c": b"", "other/d": b"6789"}, when)
+    assert storage.usage("k") == (5, hours(3))
+    assert storage.usage("none") == (0, None)
+
+
+def test_remove_set_removes_the_whole_set(tmp_path):
+    kept = make_set(tmp_path, when=hours(0))
+    gone = make_set(tmp_path, when=hours(1))
+    storage = bs.LocalStorage(str(tmp_path))
+    storage.remove_set(bs.set_rel("postgresql", "app", gone.backup_id))
+    assert not os.path.exists(gone.path)
+    assert ids(bs.list_sets(storage)) == [("postgresql", "app", kept.backup_id)]
+    memory = in_memory(tmp_path)  # the default (no local path): remove_tree, manifest first
+    memory.remove_set(bs.set_rel("postgresql", "app", kept.backup_id))
+    assert memory.objects == {}
+
+
+def test_scan_tree_is_never_earlier_than_the_backup_id(tmp_path):
+    writer = make_set(tmp_path)
+    storage = bs.LocalStorage(str(tmp_path))
+    [found] = bs.list_sets(storage)
+    set_mtimes(Path(writer.path), 1_000_000_000)  # 2001: before the id
+    size, last_write = scan_tree(storage, found)
+    assert size == sum(p.stat().st_size for p in Path(writer.path).rglob("*") if p.is_file())
+    assert last_write == found.when
+    later = (found.when + dt.timedelta(hours=5)).timestamp()
+    os.utime(Path(writer.path, "extra.txt"), (later, later))
+    assert scan_tree(storage, found)[1] == found.when + dt.timedelta(hours=5)
+
+
+def test_plan_prune_keeps_the_newest_and_leaves_invalid_sets(populated):
+    storage = bs.LocalStorage(str(populated))
+    plan = plan_prune(storage, "postgresql", None, keep_last=1, keep_days=None, incomplete_h=24, now=hours(10))
+    assert ids(plan["kept"]) == [
+        ("postgresql", "app", "20261122T040000Z"),
+        ("postgresql", "billing", "20261122T030000Z"),
+    ]
+    assert ids(plan["removed"]) == [("postgresql", "app", "20261122T020000Z")]
+    assert ids(plan["left_in_place"]) == [("postgresql", "app", "20261122T060000Z")]
+    assert plan["removed_incomplete"] == []
+    removed = populated / "postgresql" / "app" / "20261122T020000Z"
+    assert plan["sizes"]["postgresql/app/20261122T020000Z"] == sum(
+        p.stat().st_size for p in removed.rglob("*") if p.is_file()
+    )
 
 
 # --------------------------------------------------------------------------------------------
