@@ -17,16 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
-    Copier,
-    CopyJob,
-    S3Conn,
-    S3Error,
-    delete_objects,
-    list_objects,
-    plain_etag,
-    translate,
-)
+from ansible_collections.runbook.stack.plugins.module_utils._s3.connection import S3Conn
+from ansible_collections.runbook.stack.plugins.module_utils._s3.copier import Copier, CopyJob
+from ansible_collections.runbook.stack.plugins.module_utils._s3.copy_plan import plain_etag
+from ansible_collections.runbook.stack.plugins.module_utils._s3.errors import S3Error, s3_call, translate
+from ansible_collections.runbook.stack.plugins.module_utils._s3.storage import S3Storage
 
 NULL_VERSION = "null"  # the version id S3 gives what was written without versioning (or while suspended)
 _ENTRY_TAG = re.compile(rb"<(Version|DeleteMarker)>")
@@ -294,12 +289,10 @@ def verify_to_time(plan: Plan, now_listed: dict[str, tuple[int, str]], new_etags
     return problems
 
 
+@s3_call("read the versioning status")
 def versioning_status(cli: Any, info: S3Conn, bucket: str) -> str:
     """``Enabled``, ``Suspended`` or ``Disabled`` (never enabled)."""
-    try:
-        return str(cli.get_bucket_versioning(Bucket=bucket).get("Status") or "Disabled")
-    except Exception as exc:  # pylint: disable=broad-except  # translated
-        raise translate(exc, info, "read the versioning status", bucket=bucket) from None
+    return str(cli.get_bucket_versioning(Bucket=bucket).get("Status") or "Disabled")
 
 
 def bucket_created(cli: Any, bucket: str) -> dt.datetime | None:
@@ -339,9 +332,8 @@ def check_history_reaches(histories: dict[str, list[Entry]], target: dt.datetime
 
 
 def current_listing(cli: Any, info: S3Conn, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
-    return {
-        o["Key"]: (int(o.get("Size", 0)), plain_etag(o.get("ETag"))) for o in list_objects(cli, info, bucket, prefix)
-    }
+    listed = S3Storage.bucket_root(bucket, info, cli).list_objects(prefix)
+    return {o["Key"]: (int(o.get("Size", 0)), plain_etag(o.get("ETag"))) for o in listed}
 
 
 def plan_diff(shown: list[KeyPlan], bucket: str, when: str, total: int) -> dict[str, str]:
@@ -400,7 +392,7 @@ def apply_plan(
     copier.run(jobs)
     done.copied = len(jobs)
     if plan.delete:  # with versioning enabled a delete only adds a delete marker: no version is lost
-        done.deleted = delete_objects(cli, info, bucket, [k.key for k in plan.delete])
+        done.deleted = S3Storage.bucket_root(bucket, info, cli).delete_keys([k.key for k in plan.delete])
     problems = verify_to_time(plan, current_listing(cli, info, bucket, prefix), {j.dst_key: j.new_etag for j in jobs})
     if problems:
         shown = "; ".join(problems[:10]) + (f" and {len(problems) - 10} more" if len(problems) > 10 else "")

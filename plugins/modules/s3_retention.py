@@ -139,56 +139,11 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
-    BOTO3_IMPORT_ERROR,
-    DELETE_BATCH_MAX,
-    HAS_BOTO3,
-    S3Conn,
-    S3Error,
-    batches,
-    client,
-    conn_info,
-    is_kept_key,
-    s3_argument_spec,
-    select_for_retention,
-    translate,
-)
-
-ERROR_KEYS_SHOWN = 10
-
-
-def list_objects(cli: Any, info: S3Conn, bucket: str, prefix: str) -> list[dict[str, Any]]:
-    objects: list[dict[str, Any]] = []
-    try:
-        for page in cli.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                objects.append(dict(Key=item["Key"], LastModified=item["LastModified"], Size=int(item.get("Size", 0))))
-    except Exception as exc:  # pylint: disable=broad-except  # translated into S3Error
-        raise translate(exc, info, f"list objects under prefix {prefix!r}", bucket=bucket) from None
-    return objects
-
-
-def delete_keys(cli: Any, info: S3Conn, bucket: str, keys: list[str], batch_size: int) -> int:
-    """Delete ``keys`` in DeleteObjects batches; per-key errors raise S3Error naming the keys."""
-    deleted = 0
-    failures: list[str] = []
-    for batch in batches(keys, batch_size):
-        try:
-            resp = cli.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
-        except Exception as exc:  # pylint: disable=broad-except  # translated into S3Error
-            err = translate(exc, info, f"delete {len(batch)} objects", bucket=bucket)
-            raise S3Error(f"{err} ({deleted} objects were deleted before)") from None
-        errors = resp.get("Errors") or []
-        failures.extend(f"{e.get('Key')!r} ({e.get('Code')}: {e.get('Message')})" for e in errors)
-        deleted += len(batch) - len(errors)
-    if failures:
-        shown = ", ".join(failures[:ERROR_KEYS_SHOWN])
-        more = f" and {len(failures) - ERROR_KEYS_SHOWN} more" if len(failures) > ERROR_KEYS_SHOWN else ""
-        raise S3Error(
-            f"cannot delete {len(failures)} objects in bucket {bucket!r} at {info.where}: {shown}{more} "
-            f"({deleted} objects were deleted)"
-        )
-    return deleted
+from ansible_collections.runbook.stack.plugins.module_utils._s3.connection import client, conn_info, s3_argument_spec
+from ansible_collections.runbook.stack.plugins.module_utils._s3.copy_plan import is_kept_key
+from ansible_collections.runbook.stack.plugins.module_utils._s3.errors import BOTO3_IMPORT_ERROR, HAS_BOTO3, S3Error
+from ansible_collections.runbook.stack.plugins.module_utils._s3.retention import DELETE_BATCH_MAX, select_for_retention
+from ansible_collections.runbook.stack.plugins.module_utils._s3.storage import S3Storage
 
 
 def check_options(params: dict[str, Any]) -> None:
@@ -222,14 +177,12 @@ def main() -> None:
     try:
         check_options(params)
         info = conn_info(params)
-        cli = client(info)
-        objects = [
-            o for o in list_objects(cli, info, bucket, params["prefix"]) if not is_kept_key(o["Key"], params["prefix"])
-        ]
+        storage = S3Storage.bucket_root(bucket, info, client(info))
+        objects = [o for o in storage.list_objects(params["prefix"]) if not is_kept_key(o["Key"], params["prefix"])]
         now = dt.datetime.now(dt.timezone.utc)
         delete, keep = select_for_retention(objects, now, params["older_than_days"], params["min_keep"])
         if delete and not module.check_mode:
-            deleted = delete_keys(cli, info, bucket, [o["Key"] for o in delete], params["batch_size"])
+            deleted = storage.delete_keys([o["Key"] for o in delete], params["batch_size"])
     except S3Error as exc:
         module.fail_json(msg=str(exc), deleted=deleted, duration_s=round(time.monotonic() - started, 3))
     module.exit_json(
@@ -237,7 +190,7 @@ def main() -> None:
         matched=len(objects),
         would_delete=len(delete),
         deleted=deleted,
-        bytes=sum(o["Size"] for o in delete),
+        bytes=sum(int(o.get("Size", 0)) for o in delete),
         kept=len(keep),
         sample=[o["Key"] for o in delete[: params["sample_size"]]],
         duration_s=round(time.monotonic() - started, 3),

@@ -204,9 +204,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
     check_no_overlap,
     client,
     conn_info,
-    delete_objects,
     is_kept_key,
-    list_objects,
     s3_argument_spec,
     set_prefix,
     snapshot_entry,
@@ -262,7 +260,7 @@ class Snapshot:
 
     def plan(self) -> None:
         t0 = time.monotonic()
-        listed = list_objects(self.cli, self.info, self.bucket, self.prefix)
+        listed = S3Storage.bucket_root(self.bucket, self.info, self.cli).list_objects(self.prefix)
         self.listed = [o for o in listed if not is_kept_key(o["Key"], self.prefix)]  # s3_restore's kept copies
         if not self.storage.exists(""):
             raise S3Error(f"cannot write the snapshot: bucket {self.backup_bucket!r} does not exist")
@@ -350,8 +348,8 @@ class Snapshot:
         if not self.dest_prefix:
             return ""
         try:
-            leftovers = [o["Key"] for o in list_objects(self.cli, self.info, self.backup_bucket, self.dest_prefix)]
-            delete_objects(self.cli, self.info, self.backup_bucket, leftovers)
+            leftovers = [o["Key"] for o in self.storage.list_objects(self.dest_prefix)]
+            self.storage.delete_keys(leftovers)
         except S3Error as exc:
             return f" (the partial set could not be removed, it is an incomplete set, never a backup: {exc})"
         return f" (the partial set was removed: {len(leftovers)} objects)"

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from ansible_collections.runbook.stack.plugins.module_utils import _backup_set as bs
-from ansible_collections.runbook.stack.plugins.module_utils import _s3
+from ansible_collections.runbook.stack.plugins.module_utils._s3 import copy_plan, errors
 
 MD5_A = "0cc175b9c0f1b6a831c399e269772661"
 MD5_B = "92eb5ffee6ae2fec3ad71c777531578f"
@@ -37,44 +37,44 @@ def entry(key: str, size: int = 1, etag: str = MD5_A, backup_etag: str | None = 
     ],
 )
 def test_check_copy_options_names_the_option(args, word):
-    with pytest.raises(_s3.S3Error, match=word):
-        _s3.check_copy_options(*args)
+    with pytest.raises(errors.S3Error, match=word):
+        copy_plan.check_copy_options(*args)
 
 
 def test_check_copy_options_accepts_bounds():
-    _s3.check_copy_options(1, 5 * MIB, 5 * MIB)
-    _s3.check_copy_options(256, 5 * 1024**3, 5 * 1024**3)
+    copy_plan.check_copy_options(1, 5 * MIB, 5 * MIB)
+    copy_plan.check_copy_options(256, 5 * 1024**3, 5 * 1024**3)
 
 
 def test_part_ranges_cover_the_object_exactly():
-    ranges = _s3.part_ranges(12 * MIB, 5 * MIB)
+    ranges = copy_plan.part_ranges(12 * MIB, 5 * MIB)
     assert ranges == [(0, 5 * MIB - 1), (5 * MIB, 10 * MIB - 1), (10 * MIB, 12 * MIB - 1)]
-    assert _s3.part_ranges(5 * MIB, 5 * MIB) == [(0, 5 * MIB - 1)]
+    assert copy_plan.part_ranges(5 * MIB, 5 * MIB) == [(0, 5 * MIB - 1)]
 
 
 def test_part_ranges_grow_past_10000_parts_and_never_below_5_mib():
     size = 10001 * 5 * MIB
-    ranges = _s3.part_ranges(size, 5 * MIB)
-    assert len(ranges) <= _s3.MAX_PARTS
+    ranges = copy_plan.part_ranges(size, 5 * MIB)
+    assert len(ranges) <= copy_plan.MAX_PARTS
     assert ranges[-1][1] == size - 1
     assert all(b - a + 1 >= 5 * MIB for a, b in ranges[:-1])
-    with pytest.raises(_s3.S3Error):
-        _s3.part_ranges(0, 5 * MIB)
+    with pytest.raises(errors.S3Error):
+        copy_plan.part_ranges(0, 5 * MIB)
 
 
 def test_split_backup_prefix():
-    assert _s3.split_backup_prefix("s3") == ("", "s3")
-    assert _s3.split_backup_prefix("/backups/s3_nightly/") == ("backups", "s3_nightly")
+    assert copy_plan.split_backup_prefix("s3") == ("", "s3")
+    assert copy_plan.split_backup_prefix("/backups/s3_nightly/") == ("backups", "s3_nightly")
     for bad in ("S3", "backups/3s", "x/my-kind", "", "/"):
-        with pytest.raises(_s3.S3Error, match="backup_prefix"):
-            _s3.split_backup_prefix(bad)
+        with pytest.raises(errors.S3Error, match="backup_prefix"):
+            copy_plan.split_backup_prefix(bad)
 
 
 def test_set_prefix_and_backup_key():
-    assert _s3.set_prefix("s3", "app", "20261122T020000Z") == "s3/app/20261122T020000Z/"
-    assert _s3.set_prefix("b/s3", "my bucket", "20261122T020000Z") == "b/s3/my%20bucket/20261122T020000Z/"
-    prefix = _s3.set_prefix("s3", "app", "20261122T020000Z")
-    assert _s3.backup_key(prefix, "manifest.json") == "s3/app/20261122T020000Z/objects/manifest.json"
+    assert copy_plan.set_prefix("s3", "app", "20261122T020000Z") == "s3/app/20261122T020000Z/"
+    assert copy_plan.set_prefix("b/s3", "my bucket", "20261122T020000Z") == "b/s3/my%20bucket/20261122T020000Z/"
+    prefix = copy_plan.set_prefix("s3", "app", "20261122T020000Z")
+    assert copy_plan.backup_key(prefix, "manifest.json") == "s3/app/20261122T020000Z/objects/manifest.json"
 
 
 @pytest.mark.parametrize(
@@ -91,39 +91,39 @@ def test_set_prefix_and_backup_key():
 )
 def test_check_no_overlap(bucket, prefix, bbucket, bprefix, overlap):
     if overlap:
-        with pytest.raises(_s3.S3Error, match="overlaps"):
-            _s3.check_no_overlap(bucket, prefix, bbucket, bprefix)
+        with pytest.raises(errors.S3Error, match="overlaps"):
+            copy_plan.check_no_overlap(bucket, prefix, bbucket, bprefix)
     else:
-        _s3.check_no_overlap(bucket, prefix, bbucket, bprefix)
+        copy_plan.check_no_overlap(bucket, prefix, bbucket, bprefix)
 
 
 def test_map_key():
-    assert _s3.map_key("tenants/a/x", "tenants/a/", "restored/") == "restored/x"
-    assert _s3.map_key("x", "", "p/") == "p/x"
-    with pytest.raises(_s3.S3Error):
-        _s3.map_key("other/x", "tenants/", "")
+    assert copy_plan.map_key("tenants/a/x", "tenants/a/", "restored/") == "restored/x"
+    assert copy_plan.map_key("x", "", "p/") == "p/x"
+    with pytest.raises(errors.S3Error):
+        copy_plan.map_key("other/x", "tenants/", "")
 
 
 # --- ETag rule ----------------------------------------------------------------------------------
 
 
 def test_etag_helpers():
-    assert _s3.plain_etag('"abc"') == "abc" and _s3.plain_etag(None) == ""
-    assert _s3.is_md5_etag(f'"{MD5_A}"') and not _s3.is_md5_etag(MULTI)
+    assert copy_plan.plain_etag('"abc"') == "abc" and copy_plan.plain_etag(None) == ""
+    assert copy_plan.is_md5_etag(f'"{MD5_A}"') and not copy_plan.is_md5_etag(MULTI)
 
 
 def test_same_content_rules():
     # size decides first
-    assert not _s3.same_content(2, MD5_A, 1, [MD5_A])
+    assert not copy_plan.same_content(2, MD5_A, 1, [MD5_A])
     # equal to a known ETag (source or backup copy)
-    assert _s3.same_content(1, MD5_A, 1, [MD5_A])
-    assert _s3.same_content(1, MULTI, 1, [MD5_A, MULTI])
+    assert copy_plan.same_content(1, MD5_A, 1, [MD5_A])
+    assert copy_plan.same_content(1, MULTI, 1, [MD5_A, MULTI])
     # two plain MD5s that differ
-    assert not _s3.same_content(1, MD5_B, 1, [MD5_A, MULTI])
+    assert not copy_plan.same_content(1, MD5_B, 1, [MD5_A, MULTI])
     # not comparable: multipart vs plain, or multipart vs other multipart -> same size is enough
-    assert _s3.same_content(1, MULTI, 1, [MD5_A])
-    assert _s3.same_content(1, MD5_A, 1, ["ffff-2"])
-    assert _s3.same_content(1, "", 1, [MD5_A])
+    assert copy_plan.same_content(1, MULTI, 1, [MD5_A])
+    assert copy_plan.same_content(1, MD5_A, 1, ["ffff-2"])
+    assert copy_plan.same_content(1, "", 1, [MD5_A])
 
 
 # --- restore plan -------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_plan_missing_copies_absent_and_different_only():
         "p/d": (1, MULTI),  # equal to the backup copy's ETag
         "p/extra": (1, MD5_B),
     }
-    plan = _s3.plan_restore(entries, target, "missing", "p/", "p/")
+    plan = copy_plan.plan_restore(entries, target, "missing", "p/", "p/")
     assert [k for _e, k in plan.copy] == ["p/b", "p/c"]
     assert plan.skipped == 2 and plan.delete == [] and plan.bytes == 6
 
@@ -145,28 +145,28 @@ def test_plan_missing_copies_absent_and_different_only():
 def test_plan_overwrite_copies_all_and_mirror_deletes_extras():
     entries = [entry("a"), entry("b")]
     target = {"a": (1, MD5_A), "b": (1, MD5_B), "zz": (1, MD5_A)}
-    over = _s3.plan_restore(entries, target, "overwrite", "", "")
+    over = copy_plan.plan_restore(entries, target, "overwrite", "", "")
     assert [k for _e, k in over.copy] == ["a", "b"] and over.skipped == 0 and over.delete == []
-    mirror = _s3.plan_restore(entries, target, "mirror", "", "")
+    mirror = copy_plan.plan_restore(entries, target, "mirror", "", "")
     assert [k for _e, k in mirror.copy] == ["b"] and mirror.delete == ["zz"] and mirror.skipped == 1
 
 
 def test_plan_maps_to_another_prefix():
-    plan = _s3.plan_restore([entry("src/x"), entry("src/y")], {"dst/x": (1, MD5_A)}, "mirror", "src/", "dst/")
+    plan = copy_plan.plan_restore([entry("src/x"), entry("src/y")], {"dst/x": (1, MD5_A)}, "mirror", "src/", "dst/")
     assert [k for _e, k in plan.copy] == ["dst/y"] and plan.delete == []
 
 
 def test_plan_unknown_mode():
-    with pytest.raises(_s3.S3Error, match="unknown mode 'sync'"):
-        _s3.plan_restore([], {}, "sync", "", "")
+    with pytest.raises(errors.S3Error, match="unknown mode 'sync'"):
+        copy_plan.plan_restore([], {}, "sync", "", "")
 
 
 def test_verify_restore_names_the_keys():
     entries = [entry("a"), entry("b", size=3), entry("c"), entry("d", backup_etag=MULTI)]
     after = {"a": (1, MD5_A), "b": (2, MD5_A), "d": ("1", "copied-2")}
-    problems = _s3.verify_restore(entries, after, "", "", copied={"d": "copied-2"})
+    problems = copy_plan.verify_restore(entries, after, "", "", copied={"d": "copied-2"})
     assert problems == ["'b' has 2 bytes, the snapshot 3", "'c' is missing"]
-    assert _s3.verify_restore([entry("a")], {"a": (1, MD5_B)}, "", "") == [
+    assert copy_plan.verify_restore([entry("a")], {"a": (1, MD5_B)}, "", "") == [
         f"'a' has ETag {MD5_B}, the snapshot {MD5_A}"
     ]
 
@@ -174,7 +174,7 @@ def test_verify_restore_names_the_keys():
 def test_snapshot_entry():
     when = dt.datetime(2026, 11, 22, 2, 0, 0, 412000, tzinfo=dt.timezone.utc)
     listed = {"Key": "k", "Size": 3, "ETag": f'"{MD5_A}"', "LastModified": when}
-    e = _s3.snapshot_entry(listed, f'"{MULTI}"')
+    e = copy_plan.snapshot_entry(listed, f'"{MULTI}"')
     assert e == {
         "key": "k",
         "size": 3,
@@ -184,7 +184,7 @@ def test_snapshot_entry():
         "content_type": None,
         "metadata": None,
     }
-    with_head = _s3.snapshot_entry(listed, MD5_A, {"ContentType": "text/plain", "Metadata": {"a": "1"}})
+    with_head = copy_plan.snapshot_entry(listed, MD5_A, {"ContentType": "text/plain", "Metadata": {"a": "1"}})
     assert with_head["content_type"] == "text/plain" and with_head["metadata"] == {"a": "1"}
 
 

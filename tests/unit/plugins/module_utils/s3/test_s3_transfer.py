@@ -16,7 +16,8 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from ansible_collections.runbook.stack.plugins.module_utils import _s3
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import BackupSetError
+from ansible_collections.runbook.stack.plugins.module_utils._s3 import connection, copy_plan, errors, transfer
 
 MIB = 1024 * 1024
 
@@ -33,30 +34,32 @@ def s3_etag(data: bytes, part_size: int | None) -> str:
 
 
 def test_transfer_plan_single_below_threshold_parts_from_it():
-    assert _s3.transfer_plan(0, 5 * MIB, 5 * MIB) == (False, [(0, 0)])
-    assert _s3.transfer_plan(5 * MIB - 1, 5 * MIB, 5 * MIB) == (False, [(0, 5 * MIB - 1)])
-    assert _s3.transfer_plan(5 * MIB, 5 * MIB, 5 * MIB) == (True, [(0, 5 * MIB)])
-    multipart, parts = _s3.transfer_plan(12 * MIB, 5 * MIB, 5 * MIB)
+    assert transfer.transfer_plan(0, 5 * MIB, 5 * MIB) == (False, [(0, 0)])
+    assert transfer.transfer_plan(5 * MIB - 1, 5 * MIB, 5 * MIB) == (False, [(0, 5 * MIB - 1)])
+    assert transfer.transfer_plan(5 * MIB, 5 * MIB, 5 * MIB) == (True, [(0, 5 * MIB)])
+    multipart, parts = transfer.transfer_plan(12 * MIB, 5 * MIB, 5 * MIB)
     assert multipart and parts == [(0, 5 * MIB), (5 * MIB, 5 * MIB), (10 * MIB, 2 * MIB)]
-    with pytest.raises(_s3.S3Error):
-        _s3.transfer_plan(-1, 5 * MIB, 5 * MIB)
+    with pytest.raises(errors.S3Error):
+        transfer.transfer_plan(-1, 5 * MIB, 5 * MIB)
 
 
 def test_transfer_plan_parts_cover_the_file_and_stay_within_10000():
     size = 10001 * 5 * MIB + 3
-    multipart, parts = _s3.transfer_plan(size, 5 * MIB, 5 * MIB)
-    assert multipart and len(parts) <= _s3.MAX_PARTS
+    multipart, parts = transfer.transfer_plan(size, 5 * MIB, 5 * MIB)
+    assert multipart and len(parts) <= copy_plan.MAX_PARTS
     assert parts[0][0] == 0 and sum(length for _off, length in parts) == size
     assert all(a[0] + a[1] == b[0] for a, b in zip(parts, parts[1:]))
-    assert all(length >= _s3.MIN_PART_SIZE for _off, length in parts[:-1])
+    assert all(length >= copy_plan.MIN_PART_SIZE for _off, length in parts[:-1])
 
 
 def test_defaults_are_valid_options():
-    _s3.check_copy_options(_s3.TRANSFER_CONCURRENCY, _s3.TRANSFER_THRESHOLD, _s3.TRANSFER_PART_SIZE)
-    with pytest.raises(_s3.S3Error, match="part_size"):
-        _s3.check_copy_options(8, 64 * MIB, 4 * MIB)
-    with pytest.raises(_s3.S3Error, match="concurrency"):
-        _s3.check_copy_options(0, 64 * MIB, 64 * MIB)
+    copy_plan.check_copy_options(
+        transfer.TRANSFER_CONCURRENCY, transfer.TRANSFER_THRESHOLD, transfer.TRANSFER_PART_SIZE
+    )
+    with pytest.raises(errors.S3Error, match="part_size"):
+        copy_plan.check_copy_options(8, 64 * MIB, 4 * MIB)
+    with pytest.raises(errors.S3Error, match="concurrency"):
+        copy_plan.check_copy_options(0, 64 * MIB, 64 * MIB)
 
 
 # --- ETags -------------------------------------------------------------------------------------
@@ -66,30 +69,30 @@ def test_multipart_etag_matches_the_s3_formula():
     data = os.urandom(12 * MIB + 17)
     parts = [data[i : i + 5 * MIB] for i in range(0, len(data), 5 * MIB)]
     md5s = [hashlib.md5(p).digest() for p in parts]
-    assert _s3.multipart_etag(md5s, True) == s3_etag(data, 5 * MIB)
-    assert _s3.multipart_etag(md5s, True).endswith("-3")
-    assert _s3.multipart_etag([hashlib.md5(data).digest()], False) == s3_etag(data, None)
+    assert transfer.multipart_etag(md5s, True) == s3_etag(data, 5 * MIB)
+    assert transfer.multipart_etag(md5s, True).endswith("-3")
+    assert transfer.multipart_etag([hashlib.md5(data).digest()], False) == s3_etag(data, None)
     # one part uploaded as multipart is not the plain MD5
-    assert _s3.multipart_etag([hashlib.md5(data).digest()], True) == s3_etag(data, len(data))
-    assert _s3.multipart_etag([hashlib.md5(b"").digest()], False) == "d41d8cd98f00b204e9800998ecf8427e"
-    with pytest.raises(_s3.S3Error):
-        _s3.multipart_etag(md5s, False)
-    with pytest.raises(_s3.S3Error):
-        _s3.multipart_etag([], True)
+    assert transfer.multipart_etag([hashlib.md5(data).digest()], True) == s3_etag(data, len(data))
+    assert transfer.multipart_etag([hashlib.md5(b"").digest()], False) == "d41d8cd98f00b204e9800998ecf8427e"
+    with pytest.raises(errors.S3Error):
+        transfer.multipart_etag(md5s, False)
+    with pytest.raises(errors.S3Error):
+        transfer.multipart_etag([], True)
 
 
 def test_file_digests_one_read_sha256_and_part_md5s(tmp_path):
     data = os.urandom(11 * MIB + 5)
     path = tmp_path / "f.bin"
     path.write_bytes(data)
-    multipart, parts = _s3.transfer_plan(len(data), 5 * MIB, 5 * MIB)
-    sha, md5s = _s3.file_digests(str(path), parts)
+    multipart, parts = transfer.transfer_plan(len(data), 5 * MIB, 5 * MIB)
+    sha, md5s = transfer.file_digests(str(path), parts)
     assert sha == hashlib.sha256(data).hexdigest()
-    assert _s3.multipart_etag(md5s, multipart) == s3_etag(data, 5 * MIB)
+    assert transfer.multipart_etag(md5s, multipart) == s3_etag(data, 5 * MIB)
     with pytest.raises(ValueError, match="shorter"):
-        _s3.file_digests(str(path), [(0, len(data) + 1)])
+        transfer.file_digests(str(path), [(0, len(data) + 1)])
     with pytest.raises(ValueError, match="longer"):
-        _s3.file_digests(str(path), [(0, len(data) - 1)])
+        transfer.file_digests(str(path), [(0, len(data) - 1)])
 
 
 def test_set_files_keys_paths_and_order(tmp_path):
@@ -99,7 +102,7 @@ def test_set_files_keys_paths_and_order(tmp_path):
             {"path": "data/big.bin", "size": 12 * MIB, "sha256": "1" * 64},
         ]
     }
-    files = _s3.set_files(manifest, str(tmp_path), "pre/postgresql/app/20261122T020000Z", 5 * MIB, 5 * MIB)
+    files = transfer.set_files(manifest, str(tmp_path), "pre/postgresql/app/20261122T020000Z", 5 * MIB, 5 * MIB)
     assert [f.path for f in files] == ["data/big.bin", "a.txt"]  # largest first
     big, small = files
     assert big.key == "pre/postgresql/app/20261122T020000Z/data/big.bin"
@@ -177,7 +180,7 @@ class FakeS3:
 
 
 @pytest.fixture
-def payload(tmp_path: Path) -> tuple[Path, list[_s3.SetFile], dict[str, bytes]]:
+def payload(tmp_path: Path) -> tuple[Path, list[transfer.SetFile], dict[str, bytes]]:
     base = tmp_path / "set"
     (base / "data").mkdir(parents=True)
     content = {"data/big.bin": os.urandom(12 * MIB + 1), "data/small.bin": os.urandom(1000), "empty": b""}
@@ -186,13 +189,13 @@ def payload(tmp_path: Path) -> tuple[Path, list[_s3.SetFile], dict[str, bytes]]:
     manifest = {
         "files": [{"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for p, d in content.items()]
     }
-    files = _s3.set_files(manifest, str(base), "root/kind/src/id", 5 * MIB, 5 * MIB)
+    files = transfer.set_files(manifest, str(base), "root/kind/src/id", 5 * MIB, 5 * MIB)
     return base, files, content
 
 
-def engine(fake: FakeS3, concurrency: int = 4) -> _s3.SetTransfer:
-    info = _s3.conn_info({"endpoint_url": "http://127.0.0.1:9"})
-    return _s3.SetTransfer(info, fake, "bkt", concurrency)
+def engine(fake: FakeS3, concurrency: int = 4) -> transfer.SetTransfer:
+    info = connection.conn_info({"endpoint_url": "http://127.0.0.1:9"})
+    return transfer.SetTransfer(info, fake, "bkt", concurrency)
 
 
 def test_upload_then_check_arrived_and_download_roundtrip(payload, tmp_path):
@@ -207,7 +210,7 @@ def test_upload_then_check_arrived_and_download_roundtrip(payload, tmp_path):
 
     target = tmp_path / "down"
     (target / "data").mkdir(parents=True)
-    down = _s3.set_files(
+    down = transfer.set_files(
         {"files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files]},
         str(target),
         "root/kind/src/id",
@@ -228,19 +231,19 @@ def test_check_arrived_names_the_file_whose_object_differs(payload):
     obj = fake.objects[small.key]
     obj["data"] = os.urandom(1000)  # same size, other bytes: the ETag the server reports changes
     obj["etag"] = hashlib.md5(obj["data"]).hexdigest()
-    with pytest.raises(_s3.S3Error, match=r"checksum mismatch on arrival of data/small.bin"):
+    with pytest.raises(errors.S3Error, match=r"checksum mismatch on arrival of data/small.bin"):
         engine(fake).check_arrived(files)
 
 
 def test_upload_refuses_a_file_changed_after_verification(payload):
     base, files, _content = payload
     for f in files:
-        f.part_md5 = _s3.file_digests(f.local, f.parts)[1]
+        f.part_md5 = transfer.file_digests(f.local, f.parts)[1]
     data = bytearray((base / "data" / "small.bin").read_bytes())
     data[0] ^= 1
     (base / "data" / "small.bin").write_bytes(bytes(data))
     fake = FakeS3()
-    with pytest.raises(_s3.BackupSetError, match=r"data/small.bin changed after it was verified"):
+    with pytest.raises(BackupSetError, match=r"data/small.bin changed after it was verified"):
         engine(fake, concurrency=1).upload(files)
     assert "root/kind/src/id/data/small.bin" not in fake.objects
 
@@ -249,7 +252,7 @@ def test_a_failed_upload_aborts_open_multipart_uploads(payload):
     _base, files, _content = payload
     fake = FakeS3()
     fake.fail_key = "root/kind/src/id/data/big.bin"
-    with pytest.raises(_s3.S3Error, match=r"cannot upload data/big.bin.*access denied"):
+    with pytest.raises(errors.S3Error, match=r"cannot upload data/big.bin.*access denied"):
         engine(fake, concurrency=1).upload(files)
     assert fake.uploads == {} and fake.aborted == ["root/kind/src/id/data/big.bin"]
     assert "root/kind/src/id/data/big.bin" not in fake.objects
@@ -263,5 +266,5 @@ def test_transient_faults_are_retried(payload):
     fake.flaky = 1
     engine(fake, concurrency=1).upload(files)
     assert {k: v["data"] for k, v in fake.objects.items()} == {f"root/kind/src/id/{p}": d for p, d in content.items()}
-    assert _s3.is_transient(botocore.exceptions.ClientError({"Error": {"Code": "SlowDown"}}, "PutObject"))
-    assert not _s3.is_transient(botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied"}}, "PutObject"))
+    assert errors.is_transient(botocore.exceptions.ClientError({"Error": {"Code": "SlowDown"}}, "PutObject"))
+    assert not errors.is_transient(botocore.exceptions.ClientError({"Error": {"Code": "AccessDenied"}}, "PutObject"))

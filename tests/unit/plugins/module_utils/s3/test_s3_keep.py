@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.runbook.stack.plugins.module_utils import _s3
+from ansible_collections.runbook.stack.plugins.module_utils._s3 import copy_plan
 
 MD5_A = "0cc175b9c0f1b6a831c399e269772661"
 MD5_B = "92eb5ffee6ae2fec3ad71c777531578f"
@@ -20,12 +20,12 @@ def entry(key: str, size: int = 1, etag: str = MD5_A) -> dict:
 def test_replaced_lists_changed_and_deleted_objects_only():
     entries = [entry("a"), entry("b"), entry("c")]
     target = {"a": (1, MD5_A), "b": (1, f'"{MD5_B}"'), "late": (7, MD5_B)}  # c is missing
-    mirror = _s3.plan_restore(entries, target, "mirror", "", "")
+    mirror = copy_plan.plan_restore(entries, target, "mirror", "", "")
     assert mirror.replaced == [("b", 1, MD5_B), ("late", 7, MD5_B)]
     # missing keeps the changed one (it is overwritten), not the extra (it stays)
-    assert _s3.plan_restore(entries, target, "missing", "", "").replaced == [("b", 1, MD5_B)]
+    assert copy_plan.plan_restore(entries, target, "missing", "", "").replaced == [("b", 1, MD5_B)]
     # overwrite copies the identical one again: nothing of it is lost, so it is not kept
-    over = _s3.plan_restore(entries, target, "overwrite", "", "")
+    over = copy_plan.plan_restore(entries, target, "overwrite", "", "")
     assert [k for _e, k in over.copy] == ["a", "b", "c"] and over.replaced == [("b", 1, MD5_B)]
 
 
@@ -36,7 +36,7 @@ def test_mirror_leaves_kept_areas_alone():
         f"pre-restore-{BID}.2/late": (1, MD5_B),
         "pre-restore-notes/x": (1, MD5_B),  # not a kept area: user data with a similar name
     }
-    plan = _s3.plan_restore([entry("a")], target, "mirror", "", "")
+    plan = copy_plan.plan_restore([entry("a")], target, "mirror", "", "")
     assert plan.delete == ["pre-restore-notes/x"] and [k for k, _s, _e in plan.replaced] == plan.delete
 
 
@@ -53,25 +53,25 @@ def test_mirror_leaves_kept_areas_alone():
     ],
 )
 def test_is_kept_key(key, selected, kept):
-    assert _s3.is_kept_key(key, selected) is kept
+    assert copy_plan.is_kept_key(key, selected) is kept
 
 
 def test_keep_prefix_name_and_its_pattern_agree():
     for suffix in ("", ".2", ".99"):
-        name = _s3.keep_prefix_name(BID, suffix)
-        assert name == f"pre-restore-{BID}{suffix}/" and _s3.is_kept_key(f"{name}k")
+        name = copy_plan.keep_prefix_name(BID, suffix)
+        assert name == f"pre-restore-{BID}{suffix}/" and copy_plan.is_kept_key(f"{name}k")
 
 
 def test_restore_diff_shows_copies_and_kept_copies():
     entries = [entry("a", size=3), entry("b", size=2)]
-    plan = _s3.plan_restore(entries, {"a": (5, MD5_B), "z": (4, MD5_B)}, "mirror", "", "")
+    plan = copy_plan.plan_restore(entries, {"a": (5, MD5_B), "z": (4, MD5_B)}, "mirror", "", "")
     keep = f"pre-restore-{BID}/"
-    diff = _s3.restore_diff(plan, "bkt", keep, BID, 10)
+    diff = copy_plan.restore_diff(plan, "bkt", keep, BID, 10)
     assert diff["before"] == "a (5 bytes)\nz (4 bytes)\n"
     assert diff["after"] == (
         f"a (3 bytes, from the snapshot)\n{keep}a (5 bytes, kept)\nb (2 bytes, from the snapshot)\n{keep}z (4 bytes, kept)\n"
     )
     assert diff["before_header"] == "s3://bkt" and BID in diff["after_header"]
-    short = _s3.restore_diff(plan, "bkt", None, BID, 1)
+    short = copy_plan.restore_diff(plan, "bkt", None, BID, 1)
     assert short["before"] == "a (5 bytes)\n... and 2 more objects\n"
     assert short["after"] == "a (3 bytes, from the snapshot)\n... and 2 more objects\n"
