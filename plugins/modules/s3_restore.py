@@ -281,39 +281,31 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.ids import BackupSetError
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.reader import find_set
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, stop_on_signals
-from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
-    BOTO3_IMPORT_ERROR,
+from ansible_collections.runbook.stack.plugins.module_utils._s3.connection import client, conn_info, s3_argument_spec
+from ansible_collections.runbook.stack.plugins.module_utils._s3.copier import Copier, CopyJob
+from ansible_collections.runbook.stack.plugins.module_utils._s3.copy_plan import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
-    HAS_BOTO3,
     RESTORE_MODES,
-    Copier,
-    CopyJob,
-    S3Error,
-    S3Storage,
     backup_key,
     check_copy_options,
     check_no_overlap,
-    client,
-    conn_info,
-    delete_objects,
     free_keep_prefix,
-    list_objects,
     plan_restore,
     restore_diff,
-    s3_argument_spec,
     sample,
     split_backup_prefix,
     verify_restore,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._s3.errors import BOTO3_IMPORT_ERROR, HAS_BOTO3, S3Error
+from ansible_collections.runbook.stack.plugins.module_utils._s3.storage import S3Storage
 
 KEYS_SHOWN = 10
 
 
-def target_listing(cli: Any, info: Any, bucket: str, prefix: str) -> dict[str, tuple[int, str]]:
-    return {
-        o["Key"]: (int(o.get("Size", 0)), str(o.get("ETag") or "")) for o in list_objects(cli, info, bucket, prefix)
-    }
+def target_listing(target: S3Storage, prefix: str) -> dict[str, tuple[int, str]]:
+    """{key: (size, ETag)} of the objects of the target bucket under ``prefix``."""
+    return {o["Key"]: (int(o.get("Size", 0)), str(o.get("ETag") or "")) for o in target.list_objects(prefix)}
 
 
 def check_options(p: dict[str, Any]) -> None:
@@ -367,6 +359,7 @@ def main() -> None:
         info = conn_info(p)
         cli = client(info, max_pool_connections=2 * p["concurrency"])
         storage = S3Storage(f"s3://{p['backup_bucket']}/{root}", info, cli)
+        target_bucket = S3Storage.bucket_root(p["bucket"], info, cli)
 
         # 1. the set: valid manifest, every object present at its size (one listing)
         found = find_set(storage, kind, source, p["backup_id"])
@@ -381,7 +374,7 @@ def main() -> None:
         set_key_prefix = f"{storage.key(found.rel)}/"
 
         # 2. the target, the plan and where what it replaces is kept
-        target = target_listing(cli, info, p["bucket"], to_prefix)
+        target = target_listing(target_bucket, to_prefix)
         plan = plan_restore(entries, target, p["mode"], from_prefix, to_prefix)
         to_keep = plan.replaced if p["keep_previous"] else []
         if to_keep:
@@ -423,7 +416,7 @@ def main() -> None:
                 copier.run(keep_jobs)
                 problems = verify_restore(
                     [{"key": key, "size": size, "etag": etag} for key, size, etag in to_keep],
-                    target_listing(cli, info, p["bucket"], keep_prefix),
+                    target_listing(target_bucket, keep_prefix),
                     "",
                     keep_prefix,
                     copied={j.dst_key: j.new_etag for j in keep_jobs},
@@ -447,9 +440,9 @@ def main() -> None:
             done["copied"] = len(jobs)
             # 5. deletes (mirror)
             if plan.delete:
-                done["deleted"] = delete_objects(cli, info, p["bucket"], plan.delete)
+                done["deleted"] = target_bucket.delete_keys(plan.delete)
             # 6. verify the target against the manifest
-            after = target_listing(cli, info, p["bucket"], to_prefix)
+            after = target_listing(target_bucket, to_prefix)
             problems = verify_restore(
                 entries, after, from_prefix, to_prefix, copied={j.dst_key: j.new_etag for j in jobs}
             )

@@ -179,57 +179,30 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.ids import (
     MANIFEST,
     BackupSetError,
-    build_manifest,
-    format_backup_id,
-    manifest_bytes,
     set_rel,
     source_dirname,
     utcnow,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.manifest import build_manifest, manifest_bytes
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, stop_on_signals
-from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
-    BOTO3_IMPORT_ERROR,
+from ansible_collections.runbook.stack.plugins.module_utils._s3.connection import client, conn_info, s3_argument_spec
+from ansible_collections.runbook.stack.plugins.module_utils._s3.copier import Copier, CopyJob
+from ansible_collections.runbook.stack.plugins.module_utils._s3.copy_plan import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
-    HAS_BOTO3,
-    Copier,
-    CopyJob,
-    S3Error,
-    S3Storage,
     backup_key,
     check_copy_options,
     check_no_overlap,
-    client,
-    conn_info,
     is_kept_key,
-    s3_argument_spec,
     set_prefix,
     snapshot_entry,
     split_backup_prefix,
-    translate,
 )
-
-
-def allocate_set(cli: Any, info: Any, backup_bucket: str, backup_prefix: str, bucket: str) -> tuple[Any, str]:
-    """(start time, backup id) whose set prefix is still empty; waits for the next second (up to 5 s)
-    when a set of this bucket already has the current second."""
-    deadline = time.monotonic() + 5
-    while True:
-        started = utcnow()
-        backup_id = format_backup_id(started)
-        prefix = set_prefix(backup_prefix, bucket, backup_id)
-        try:
-            resp = cli.list_objects_v2(Bucket=backup_bucket, Prefix=prefix, MaxKeys=1)
-        except Exception as exc:  # pylint: disable=broad-except  # translated
-            raise translate(exc, info, "list the backup prefix", bucket=backup_bucket) from None
-        if not resp.get("KeyCount") and not resp.get("Contents"):
-            return started, backup_id
-        if time.monotonic() > deadline:
-            raise S3Error(f"cannot allocate a backup id: s3://{backup_bucket}/{prefix} already has objects")
-        time.sleep(1.0 - started.microsecond / 1e6 + 0.001)
+from ansible_collections.runbook.stack.plugins.module_utils._s3.errors import BOTO3_IMPORT_ERROR, HAS_BOTO3, S3Error
+from ansible_collections.runbook.stack.plugins.module_utils._s3.storage import S3Storage
 
 
 class Snapshot:
@@ -275,7 +248,7 @@ class Snapshot:
 
     def copy_and_seal(self) -> None:
         p = self.p
-        started, backup_id = allocate_set(self.cli, self.info, self.backup_bucket, p["backup_prefix"], self.bucket)
+        started, backup_id = self.storage.allocate_set(self.kind, self.bucket)
         self.dest_prefix = set_prefix(p["backup_prefix"], self.bucket, backup_id)
         self.result.update(backup_id=backup_id, location=f"s3://{self.backup_bucket}/{self.dest_prefix.rstrip('/')}")
 

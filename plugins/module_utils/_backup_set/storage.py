@@ -65,14 +65,9 @@ class Storage:
 
     def remove_set(self, rel: str) -> None:
         """Remove the set at rel for good: :meth:`remove_tree` (manifest first), and whatever the
-        storage keeps for the set beside its files.
-
-        This default serves ``_s3.S3Storage`` until it has its own: ``_s3.remove_backup_set`` also
-        deletes the directory markers SeaweedFS keeps. LocalStorage overrides it."""
-        # imported here: _s3 builds on this package, and local roots must work without boto3
-        from ansible_collections.runbook.stack.plugins.module_utils import _s3  # pylint: disable=import-outside-toplevel
-
-        _s3.remove_backup_set(self, rel)
+        storage keeps for the set beside its files (``_s3.storage.S3Storage`` overrides it to delete
+        the directory markers SeaweedFS keeps; a directory keeps nothing beside its files)."""
+        self.remove_tree(rel)
 
     def local_path(self, rel: str) -> str | None:
         """A filesystem path for rel when this storage is local, else None."""
@@ -162,9 +157,6 @@ class LocalStorage(Storage):
         except (FileNotFoundError, NotADirectoryError):
             pass
         remove_tree(path)
-
-    def remove_set(self, rel: str) -> None:
-        self.remove_tree(rel)  # a directory keeps nothing beside its files
 
 
 def open_storage(root: str, s3: Any = None) -> Storage:

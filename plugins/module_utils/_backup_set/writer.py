@@ -1,7 +1,8 @@
 # Copyright: runbook.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Writing local backup sets (private module_utils): :class:`LocalSetWriter` allocates the id,
-lets the caller fill the directory and seals it with the manifest, written last and atomically.
+"""Writing backup sets (private module_utils): :func:`allocate_backup_id`, the one id allocation of
+every writer, and :class:`LocalSetWriter`, which allocates the id, lets the caller fill the directory
+and seals it with the manifest, written last and atomically.
 """
 
 from __future__ import annotations
@@ -50,6 +51,30 @@ def check_dest_writable(dest: str) -> None:
         raise BackupSetError(f"dest {dest} is not writable: no write permission on {probe}")
 
 
+def allocate_backup_id(
+    claim: Callable[[str], bool],
+    exhausted: Callable[[str], Exception],
+    now: Callable[[], _dt.datetime] = utcnow,
+    max_wait_s: float = 5.0,
+) -> tuple[_dt.datetime, str]:
+    """(start time, backup id) of a new set: the id is the start time ``now()`` to the second, and
+    ``claim(backup_id)`` takes the set's place (True) or finds it taken (False). When another set
+    already has this second, wait for the next one, so that ids stay true start times; after
+    ``max_wait_s`` seconds raise ``exhausted(backup_id)``, the caller's error naming where.
+
+    Local sets claim a new directory (:meth:`LocalSetWriter.create`), S3 snapshot sets an empty
+    prefix (``_s3.storage.S3Storage.allocate_set``)."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        started = now()
+        backup_id = format_backup_id(started)
+        if claim(backup_id):
+            return started, backup_id
+        if time.monotonic() > deadline:
+            raise exhausted(backup_id)
+        time.sleep(1.0 - (started.microsecond / 1e6) + 0.001)
+
+
 class LocalSetWriter:
     """Create a new local set directory, let the caller fill it, then seal it with the manifest.
 
@@ -81,24 +106,26 @@ class LocalSetWriter:
             make_private_dirs(parent)
         except OSError as exc:
             raise BackupSetError(f"cannot create backup directory under {self.root}: {exc.strerror or exc}") from exc
-        deadline = time.monotonic() + max_wait_s
-        while True:
-            started = self._now()
-            backup_id = format_backup_id(started)
+
+        def claim(backup_id: str) -> bool:
             path = os.path.join(parent, backup_id)
             try:
                 os.mkdir(path, DIR_MODE)
             except FileExistsError:
-                # another set already has this second: wait for the next one (ids stay true start times)
-                if time.monotonic() > deadline:
-                    raise BackupSetError(f"cannot allocate a unique backup id under {parent}") from None
-                time.sleep(1.0 - (started.microsecond / 1e6) + 0.001)
-                continue
+                return False
             except OSError as exc:
                 raise BackupSetError(f"cannot create backup directory {path}: {exc.strerror or exc}") from exc
-            self.backup_id, self.started, self.path = backup_id, started, path
-            os.chmod(path, DIR_MODE)
-            return self
+            return True
+
+        started, backup_id = allocate_backup_id(
+            claim,
+            lambda _id: BackupSetError(f"cannot allocate a unique backup id under {parent}"),
+            self._now,
+            max_wait_s,
+        )
+        self.backup_id, self.started, self.path = backup_id, started, os.path.join(parent, backup_id)
+        os.chmod(self.path, DIR_MODE)
+        return self
 
     def seal(
         self,

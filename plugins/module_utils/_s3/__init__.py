@@ -4,8 +4,8 @@
 
 - ``connection``: the s3_* connection options, S3Conn, the bounded boto3 client;
 - ``errors``: S3Error, translate() and the ``@s3_call("list prefix {prefix!r}")`` decorator;
-- ``storage``: S3Storage (backup sets under s3://bucket/prefix, and the one list and delete of every
-  module), open_s3_root, remove_backup_set;
+- ``storage``: S3Storage (backup sets under s3://bucket/prefix, their removal and id allocation, and
+  the one list and delete of every module), open_s3_root;
 - ``retention``: what s3_retention deletes; ``copy_plan``: what s3_snapshot and s3_restore copy;
 - ``sigv4``, ``copier``: server-side copies; ``transfer``, ``set_sync``: backup sets to and from S3.
 
@@ -15,8 +15,6 @@ name (``from ...module_utils._s3.storage import S3Storage``); the shim goes in t
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import BackupSetError
 from ansible_collections.runbook.stack.plugins.module_utils._s3.connection import (
@@ -110,17 +108,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3.transfer import 
     transfer_plan,
 )
 
-
-def list_objects(cli: Any, info: S3Conn, bucket: str, prefix: str) -> list[dict[str, Any]]:
-    """Deprecated, goes with the shim: ``S3Storage.bucket_root(bucket, info, cli).list_objects(prefix)``."""
-    return S3Storage.bucket_root(bucket, info, cli).list_objects(prefix)
-
-
-def delete_objects(cli: Any, info: S3Conn, bucket: str, keys: list[str]) -> int:
-    """Deprecated, goes with the shim: ``S3Storage.bucket_root(bucket, info, cli).delete_keys(keys)``."""
-    return S3Storage.bucket_root(bucket, info, cli).delete_keys(keys)
-
-
 __all__ = [
     "BOTO3_IMPORT_ERROR",
     "DEFAULT_MULTIPART_THRESHOLD",
@@ -160,7 +147,6 @@ __all__ = [
     "check_no_overlap",
     "client",
     "conn_info",
-    "delete_objects",
     "destination_state",
     "download_set",
     "error_code",
@@ -172,7 +158,6 @@ __all__ = [
     "is_transient",
     "is_unreachable",
     "keep_prefix_name",
-    "list_objects",
     "map_key",
     "multipart_etag",
     "open_s3_root",

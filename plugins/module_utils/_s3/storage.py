@@ -5,16 +5,20 @@ lists and deletes S3 objects for every module (private)."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import hashlib
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Callable
 
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     HASH_CHUNK,
     MANIFEST,
     BackupSetError,
     Storage,
+    set_rel,
+    utcnow,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.writer import allocate_backup_id
 from ansible_collections.runbook.stack.plugins.module_utils._s3.connection import (
     S3Conn,
     _no_expect_for_empty_body,
@@ -226,6 +230,43 @@ class S3Storage(Storage):
         if keys:
             self.delete_keys(keys)
 
+    def remove_set(self, rel: str) -> None:
+        """:meth:`remove_tree` (manifest first), then the directory markers of the set.
+
+        S3 has no directories, but SeaweedFS keeps one for every prefix objects were written under and
+        lists it after the objects are gone, where it would look like an incomplete set. Deleting the
+        keys ``<dir>/`` (deepest first) removes them; on other servers these deletes change nothing."""
+        base = self.key(rel)
+        markers = {f"{base}/"}
+        for obj in self.iter_objects(rel):
+            parts = obj["Key"][len(base) + 1 :].split("/")[:-1]
+            markers.update(f"{base}/{'/'.join(parts[:n])}/" for n in range(1, len(parts) + 1))
+        self.remove_tree(rel)
+        try:
+            self.delete_keys(sorted(markers, key=lambda k: (-k.count("/"), k)))
+        except S3Error:
+            pass  # only cosmetic: a left-over marker holds no data and is removed by the next prune
+
+    # -- writing a new set -----------------------------------------------------------------------
+    @s3_call("list the backup prefix")
+    def _set_is_free(self, rel: str) -> bool:
+        return not self._any(self._dir_prefix(rel))
+
+    def allocate_set(
+        self, kind: str, source: str, now: Callable[[], _dt.datetime] = utcnow, max_wait_s: float = 5.0
+    ) -> tuple[_dt.datetime, str]:
+        """(start time, backup id) of a new set of ``source`` whose prefix holds no object yet: the id
+        allocation of ``LocalSetWriter.create`` (:func:`allocate_backup_id`), where a free prefix takes
+        the place of a new directory. S3Error when the listing fails or no second was free in time."""
+
+        def exhausted(backup_id: str) -> S3Error:
+            where = f"s3://{self.bucket}/{self._dir_prefix(set_rel(kind, source, backup_id))}"
+            return S3Error(f"cannot allocate a backup id: {where} already has objects")
+
+        return allocate_backup_id(
+            lambda backup_id: self._set_is_free(set_rel(kind, source, backup_id)), exhausted, now, max_wait_s
+        )
+
 
 def open_s3_root(url: str, info: S3Conn, concurrency: int) -> S3Storage:
     """The S3 backup root ``url`` with one client for ``concurrency`` threads; S3Error when the
@@ -239,21 +280,5 @@ def open_s3_root(url: str, info: S3Conn, concurrency: int) -> S3Storage:
 
 
 def remove_backup_set(storage: Storage, rel: str) -> None:
-    """storage.remove_tree(rel) (manifest first); on S3 also the directory markers of the set.
-
-    S3 has no directories, but SeaweedFS keeps one for every prefix objects were written under and
-    lists it after the objects are gone, where it would look like an incomplete set. Deleting the
-    keys ``<dir>/`` (deepest first) removes them; on other servers these deletes change nothing."""
-    if not isinstance(storage, S3Storage):
-        storage.remove_tree(rel)
-        return
-    base = storage.key(rel)
-    markers = {f"{base}/"}
-    for obj in storage.iter_objects(rel):
-        parts = obj["Key"][len(base) + 1 :].split("/")[:-1]
-        markers.update(f"{base}/{'/'.join(parts[:n])}/" for n in range(1, len(parts) + 1))
-    storage.remove_tree(rel)
-    try:
-        storage.delete_keys(sorted(markers, key=lambda k: (-k.count("/"), k)))
-    except S3Error:
-        pass  # only cosmetic: a left-over marker holds no data and is removed by the next prune
+    """Deprecated, goes with the _s3 shim: ``storage.remove_set(rel)``."""
+    storage.remove_set(rel)

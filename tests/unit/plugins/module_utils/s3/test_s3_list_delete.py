@@ -1,16 +1,20 @@
 # Copyright: runbook.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Unit tests of the one list and the one delete of every S3 module (S3Storage, _s3/storage.py) and
-of the one-release re-export shim _s3/__init__.py; no network: a fake of the S3 calls they make."""
+"""Unit tests of the one list and the one delete of every S3 module (S3Storage, _s3/storage.py), of
+the removal and id allocation of S3 sets, and of the one-release re-export shim _s3/__init__.py; no
+network: a fake of the S3 calls they make."""
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Any, Callable
 
 import botocore.exceptions
 import pytest
 
 from ansible_collections.runbook.stack.plugins.module_utils import _s3
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import storage as bs_storage
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import writer as bs_writer
 from ansible_collections.runbook.stack.plugins.module_utils._s3 import connection, copy_plan
 from ansible_collections.runbook.stack.plugins.module_utils._s3.errors import S3Error
 from ansible_collections.runbook.stack.plugins.module_utils._s3.storage import S3Storage
@@ -173,8 +177,66 @@ def test_the_shim_re_exports_every_former_name_from_its_submodule():
     assert _s3.s3_call is _s3.errors.s3_call
 
 
-def test_the_shim_list_and_delete_are_s3storage():
-    fake = FakeS3(["a/1", "a/2", "b"])
-    assert [o["Key"] for o in _s3.list_objects(fake, INFO, "bkt", "a/")] == ["a/1", "a/2"]
-    assert _s3.delete_objects(fake, INFO, "bkt", ["a/1", "a/2"]) == 2
-    assert fake.keys == ["b"]
+# --- the sets of an S3 root: removal and id allocation --------------------------------------------
+
+SET = "s3/src/20261122T020000Z"
+
+
+def test_remove_set_deletes_the_manifest_first_then_the_objects_then_the_markers():
+    fake = FakeS3([f"{SET}/objects/a/b", f"{SET}/objects/c", f"{SET}/manifest.json", "s3/src/other/k"], page=10)
+    S3Storage("s3://bkt", INFO, cli=fake).remove_set(SET)
+    assert fake.delete_calls[0] == [f"{SET}/manifest.json"]  # never a sealed set with files missing
+    assert sorted(fake.delete_calls[1]) == [f"{SET}/objects/a/b", f"{SET}/objects/c"]
+    assert fake.delete_calls[2] == [f"{SET}/objects/a/", f"{SET}/objects/", f"{SET}/"]  # deepest first
+    assert fake.keys == ["s3/src/other/k"]
+
+
+def test_remove_set_ignores_a_marker_the_server_refuses():
+    fake = FakeS3([f"{SET}/objects/a/b", f"{SET}/manifest.json"], refuse={f"{SET}/objects/a/"})
+    S3Storage("s3://bkt", INFO, cli=fake).remove_set(SET)
+    assert fake.keys == []
+
+
+def test_remove_backup_set_of_the_shim_is_remove_set(tmp_path):
+    fake = FakeS3([f"{SET}/manifest.json"])
+    _s3.remove_backup_set(S3Storage("s3://bkt", INFO, cli=fake), SET)
+    assert fake.keys == []
+    (tmp_path / SET).mkdir(parents=True)
+    local = bs_storage.LocalStorage(str(tmp_path))
+    _s3.remove_backup_set(local, SET)
+    assert not (tmp_path / SET).exists()
+
+
+def clock(*times: dt.datetime) -> Callable[[], dt.datetime]:
+    """now() returning ``times`` in turn, then the last one for ever."""
+    pending = list(times)
+    return lambda: pending.pop(0) if len(pending) > 1 else pending[0]
+
+
+T0 = dt.datetime(2026, 11, 22, 2, 0, 0, 400000, tzinfo=dt.timezone.utc)
+
+
+def test_allocate_set_waits_for_a_second_whose_prefix_is_empty(monkeypatch):
+    sleeps: list[float] = []
+    monkeypatch.setattr(bs_writer.time, "sleep", sleeps.append)
+    fake = FakeS3(["backups/s3/src/20261122T020000Z/objects/k", "backups/s3/src/20261122T020001Z"])
+    root = S3Storage("s3://bkt/backups", INFO, cli=fake)
+    later = T0 + dt.timedelta(seconds=1)
+    started, backup_id = root.allocate_set("s3", "src", now=clock(T0, later))
+    # 20261122T020001Z is a key of its own, not the set's prefix "…/20261122T020001Z/"
+    assert (started, backup_id) == (later, "20261122T020001Z")
+    assert len(sleeps) == 1 and 0.5 < sleeps[0] <= 0.61
+    assert root.allocate_set("s3", "other", now=clock(T0)) == (T0, "20261122T020000Z")
+
+
+def test_allocate_set_gives_up_naming_the_prefix(monkeypatch):
+    monkeypatch.setattr(bs_writer.time, "sleep", lambda s: None)
+    fake = FakeS3(["s3/src/20261122T020000Z/manifest.json"])
+    with pytest.raises(S3Error) as caught:
+        S3Storage("s3://bkt", INFO, cli=fake).allocate_set("s3", "src", now=clock(T0), max_wait_s=0)
+    assert str(caught.value) == "cannot allocate a backup id: s3://bkt/s3/src/20261122T020000Z/ already has objects"
+    fake.fail_list = botocore.exceptions.ClientError(
+        {"Error": {"Code": "AccessDenied", "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "List"
+    )
+    with pytest.raises(S3Error, match=r"^cannot list the backup prefix \(at http://127.0.0.1:9000, bucket 'bkt'\)"):
+        S3Storage("s3://bkt", INFO, cli=fake).allocate_set("s3", "src", now=clock(T0))
