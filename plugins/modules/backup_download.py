@@ -48,6 +48,7 @@ options:
         M(runbook.stack.backup_upload)).
     type: str
     required: true
+    aliases: [backup_root]
   kind:
     description:
       - Kind of backup, for example V(postgresql) or V(redis).
@@ -171,6 +172,23 @@ steps:
   elements: dict
   sample:
     - {"step": "download 42 files (734003200 bytes)", "duration_s": 4.9}
+backup_set:
+  description:
+    - The set written, in the shape every module that writes sets returns; its C(kind), C(source), C(backup_id)
+      and C(root) name it as a component of M(runbook.stack.dr_set).
+    - In check mode, what only a real run knows (a new set's id, location, times and size) is null.
+  returned: success
+  type: dict
+  contains:
+    kind: {description: Kind of the set., type: str, sample: postgresql}
+    source: {description: Its source name., type: str, sample: app}
+    backup_id: {description: Its backup id (UTC start time)., type: str, sample: 20261122T020000Z}
+    root: {description: "Its backup root, a local directory or C(s3://bucket/prefix).", type: str, sample: /var/backups/runbook}
+    location: {description: Its directory or S3 URL., type: str, sample: /var/backups/runbook/postgresql/app/20261122T020000Z}
+    started: {description: When the backup started (UTC)., type: str, sample: "2026-11-22T02:00:00.412Z"}
+    finished: {description: When it finished (UTC)., type: str, sample: "2026-11-22T02:00:12.905Z"}
+    size_bytes: {description: "Bytes of its files (of an S3 snapshot set, its objects).", type: int, sample: 52428800}
+    file_count: {description: "Its files (of an S3 snapshot set, its objects), the manifest not counted.", type: int, sample: 42}
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -191,7 +209,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3 import (
 
 def main() -> None:
     argument_spec = s3_argument_spec() | dict(
-        src=dict(type="str", required=True),
+        src=dict(type="str", required=True, aliases=["backup_root"]),
         kind=dict(type="str", required=True),
         source=dict(type="str", required=True),
         backup_id=dict(type="str", default="latest"),

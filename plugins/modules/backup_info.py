@@ -38,6 +38,7 @@ options:
       - A root that does not exist yet holds no backups; the module then returns empty lists.
     type: path
     required: true
+    aliases: [backup_root]
   kind:
     description:
       - Only list sets of this kind, for example V(postgresql).
@@ -275,7 +276,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=_s3.s3_argument_spec()
         | {
-            "root": {"type": "path", "required": True},
+            "root": {"type": "path", "required": True, "aliases": ["backup_root"]},
             "kind": {"type": "str"},
             "source": {"type": "str"},
             "verify": {"type": "bool", "default": False},

@@ -55,6 +55,7 @@ options:
         cannot be read, fails. For an S3 root, the bucket must exist.
     type: path
     required: true
+    aliases: [backup_root]
   kind:
     description:
       - Kind of backup to prune, for example V(postgresql).
@@ -324,7 +325,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=_s3.s3_argument_spec()
         | {
-            "root": {"type": "path", "required": True},
+            "root": {"type": "path", "required": True, "aliases": ["backup_root"]},
             "kind": {"type": "str", "required": True},
             "source": {"type": "str"},
             "keep_last": {"type": "int"},

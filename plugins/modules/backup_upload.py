@@ -55,6 +55,7 @@ options:
       - The set is chosen with O(kind), O(source) and O(backup_id).
       - Exactly one of O(src_root) and O(path) is required.
     type: path
+    aliases: [backup_root]
   path:
     description:
       - The local set directory itself, C(<root>/<kind>/<source>/<backup_id>), for example the
@@ -211,6 +212,23 @@ steps:
     - {"step": "inspect the destination (absent)", "duration_s": 0.021}
     - {"step": "verify the local set (SHA-256 and part MD5 of 42 files)", "duration_s": 2.4}
     - {"step": "upload 42 files (734003200 bytes), 0 already there", "duration_s": 5.6}
+backup_set:
+  description:
+    - The set written, in the shape every module that writes sets returns; its C(kind), C(source), C(backup_id)
+      and C(root) name it as a component of M(runbook.stack.dr_set).
+    - In check mode, what only a real run knows (a new set's id, location, times and size) is null.
+  returned: success
+  type: dict
+  contains:
+    kind: {description: Kind of the set., type: str, sample: postgresql}
+    source: {description: Its source name., type: str, sample: app}
+    backup_id: {description: Its backup id (UTC start time)., type: str, sample: 20261122T020000Z}
+    root: {description: "Its backup root, a local directory or C(s3://bucket/prefix).", type: str, sample: /var/backups/runbook}
+    location: {description: Its directory or S3 URL., type: str, sample: /var/backups/runbook/postgresql/app/20261122T020000Z}
+    started: {description: When the backup started (UTC)., type: str, sample: "2026-11-22T02:00:00.412Z"}
+    finished: {description: When it finished (UTC)., type: str, sample: "2026-11-22T02:00:12.905Z"}
+    size_bytes: {description: "Bytes of its files (of an S3 snapshot set, its objects).", type: int, sample: 52428800}
+    file_count: {description: "Its files (of an S3 snapshot set, its objects), the manifest not counted.", type: int, sample: 42}
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -249,7 +267,7 @@ def local_set(params: dict) -> BackupSet:
 
 def main() -> None:
     argument_spec = s3_argument_spec() | dict(
-        src_root=dict(type="path"),
+        src_root=dict(type="path", aliases=["backup_root"]),
         path=dict(type="path"),
         kind=dict(type="str"),
         source=dict(type="str"),

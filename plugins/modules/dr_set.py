@@ -43,6 +43,7 @@ options:
     description: Local backup root the DR set is written under (created when missing).
     type: path
     required: true
+    aliases: [backup_root]
   name:
     description: Name of the platform the DR set covers (its source name), for example V(shop).
     type: str
@@ -138,6 +139,23 @@ manifest:
   description: The manifest of the DR set, with its C(self_sha256); null in check mode.
   type: dict
   returned: always
+backup_set:
+  description:
+    - The set written, in the shape every module that writes sets returns; its C(kind), C(source), C(backup_id)
+      and C(root) name it as a component of M(runbook.stack.dr_set).
+    - In check mode, what only a real run knows (a new set's id, location, times and size) is null.
+  returned: success
+  type: dict
+  contains:
+    kind: {description: Kind of the set., type: str, sample: postgresql}
+    source: {description: Its source name., type: str, sample: app}
+    backup_id: {description: Its backup id (UTC start time)., type: str, sample: 20261122T020000Z}
+    root: {description: "Its backup root, a local directory or C(s3://bucket/prefix).", type: str, sample: /var/backups/runbook}
+    location: {description: Its directory or S3 URL., type: str, sample: /var/backups/runbook/postgresql/app/20261122T020000Z}
+    started: {description: When the backup started (UTC)., type: str, sample: "2026-11-22T02:00:00.412Z"}
+    finished: {description: When it finished (UTC)., type: str, sample: "2026-11-22T02:00:12.905Z"}
+    size_bytes: {description: "Bytes of its files (of an S3 snapshot set, its objects).", type: int, sample: 52428800}
+    file_count: {description: "Its files (of an S3 snapshot set, its objects), the manifest not counted.", type: int, sample: 42}
 """
 
 import json
@@ -161,6 +179,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     set_rel,
     utcnow,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.contract import set_reference
 from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write
 
 
@@ -184,7 +203,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=_s3.s3_argument_spec()
         | {
-            "dest": {"type": "path", "required": True},
+            "dest": {"type": "path", "required": True, "aliases": ["backup_root"]},
             "name": {"type": "str", "default": "platform"},
             "components": {
                 "type": "list",
@@ -217,7 +236,13 @@ def main() -> None:
             backup_id = format_backup_id(utcnow())
             path = f"{p['dest'].rstrip('/')}/{set_rel(DR_KIND, p['name'], backup_id)}"
             module.exit_json(
-                changed=True, backup_id=backup_id, path=path, recovery_point=point, components=components, manifest=None
+                changed=True,
+                backup_id=backup_id,
+                path=path,
+                recovery_point=point,
+                components=components,
+                manifest=None,
+                backup_set=set_reference(p["dest"], kind=DR_KIND, source=p["name"]),
             )
         writer = LocalSetWriter(p["dest"], DR_KIND, p["name"]).create()
         try:
@@ -244,6 +269,7 @@ def main() -> None:
         recovery_point=point,
         components=components,
         manifest=manifest,
+        backup_set=set_reference(p["dest"], manifest, location=writer.path),
     )
 
 

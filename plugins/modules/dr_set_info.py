@@ -40,10 +40,12 @@ options:
     description: Backup root of the DR set, a local directory or C(s3://bucket/prefix).
     type: str
     required: true
+    aliases: [backup_root]
   name:
     description: Name of the platform (the DR set's source name).
     type: str
     default: platform
+    aliases: [source]
   backup_id:
     description: Id of the DR set, or V(latest).
     type: str
@@ -155,8 +157,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=_s3.s3_argument_spec()
         | {
-            "root": {"type": "str", "required": True},
-            "name": {"type": "str", "default": "platform"},
+            "root": {"type": "str", "required": True, "aliases": ["backup_root"]},
+            "name": {"type": "str", "default": "platform", "aliases": ["source"]},
             "backup_id": {"type": "str", "default": "latest"},
             "verify": {"type": "bool", "default": True},
         },

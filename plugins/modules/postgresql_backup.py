@@ -48,6 +48,7 @@ options:
         start (umask 0077), so a backup killed mid-way leaves no file that other users can read.
     type: path
     required: true
+    aliases: [backup_root]
   jobs:
     description:
       - Number of parallel C(pg_dump) jobs (C(--jobs)). Defaults to min(4, number of CPUs).
@@ -159,6 +160,23 @@ duration_s:
   returned: always
   type: float
   sample: 12.9
+backup_set:
+  description:
+    - The set written, in the shape every module that writes sets returns; its C(kind), C(source), C(backup_id)
+      and C(root) name it as a component of M(runbook.stack.dr_set).
+    - In check mode, what only a real run knows (a new set's id, location, times and size) is null.
+  returned: success
+  type: dict
+  contains:
+    kind: {description: Kind of the set., type: str, sample: postgresql}
+    source: {description: Its source name., type: str, sample: app}
+    backup_id: {description: Its backup id (UTC start time)., type: str, sample: 20261122T020000Z}
+    root: {description: "Its backup root, a local directory or C(s3://bucket/prefix).", type: str, sample: /var/backups/runbook}
+    location: {description: Its directory or S3 URL., type: str, sample: /var/backups/runbook/postgresql/app/20261122T020000Z}
+    started: {description: When the backup started (UTC)., type: str, sample: "2026-11-22T02:00:00.412Z"}
+    finished: {description: When it finished (UTC)., type: str, sample: "2026-11-22T02:00:12.905Z"}
+    size_bytes: {description: "Bytes of its files (of an S3 snapshot set, its objects).", type: int, sample: 52428800}
+    file_count: {description: "Its files (of an S3 snapshot set, its objects), the manifest not counted.", type: int, sample: 42}
 """
 
 import os
@@ -174,6 +192,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     private_umask,
     set_rel,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.contract import set_reference
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import (
     BoundedChild,
     ChildTimeout,
@@ -246,6 +265,7 @@ def plan_backup(info: ConnInfo, name: str, dest: str, jobs: int, compress: int |
     return {
         "changed": True,
         "backup": {"path": parent, "size_bytes": int(facts["size_bytes"]), "tables": tables},
+        "backup_set": set_reference(dest, kind=KIND, source=name),
         "commands": [shown_command(argv)],
         "server_version": version,
     }
@@ -331,6 +351,7 @@ def run_backup(
                 },
             ],
         },
+        "backup_set": set_reference(dest, manifest, location=writer.path),
         "commands": [shown_command(argv)],
         "server_version": version,
     }
@@ -340,7 +361,7 @@ def main() -> None:
     argument_spec = postgres_argument_spec()
     argument_spec.update(
         name=dict(type="str", required=True, aliases=["db"]),
-        dest=dict(type="path", required=True),
+        dest=dict(type="path", required=True, aliases=["backup_root"]),
         jobs=dict(type="int"),
         compress=dict(type="int"),
         pg_bin_dir=dict(type="path"),

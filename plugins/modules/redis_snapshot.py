@@ -56,6 +56,7 @@ options:
         start (umask 0077), so a backup killed mid-way leaves no file that other users can read.
     type: path
     required: true
+    aliases: [backup_root]
   source:
     description:
       - Name of the server in the backup layout.
@@ -184,6 +185,23 @@ duration_s:
   returned: always
   type: float
   sample: 3.2
+backup_set:
+  description:
+    - The set written, in the shape every module that writes sets returns; its C(kind), C(source), C(backup_id)
+      and C(root) name it as a component of M(runbook.stack.dr_set).
+    - In check mode, what only a real run knows (a new set's id, location, times and size) is null.
+  returned: success
+  type: dict
+  contains:
+    kind: {description: Kind of the set., type: str, sample: postgresql}
+    source: {description: Its source name., type: str, sample: app}
+    backup_id: {description: Its backup id (UTC start time)., type: str, sample: 20261122T020000Z}
+    root: {description: "Its backup root, a local directory or C(s3://bucket/prefix).", type: str, sample: /var/backups/runbook}
+    location: {description: Its directory or S3 URL., type: str, sample: /var/backups/runbook/postgresql/app/20261122T020000Z}
+    started: {description: When the backup started (UTC)., type: str, sample: "2026-11-22T02:00:00.412Z"}
+    finished: {description: When it finished (UTC)., type: str, sample: "2026-11-22T02:00:12.905Z"}
+    size_bytes: {description: "Bytes of its files (of an S3 snapshot set, its objects).", type: int, sample: 52428800}
+    file_count: {description: "Its files (of an S3 snapshot set, its objects), the manifest not counted.", type: int, sample: 42}
 """
 
 import hashlib
@@ -201,6 +219,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     private_umask,
     set_rel,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.contract import set_reference
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import (
     BoundedChild,
     ChildTimeout,
@@ -283,6 +302,7 @@ def plan(client: Any, info: ConnInfo, params: dict[str, Any], source: str) -> di
         "redis_version": str(server.get("redis_version", "")),
         "commands": commands,
         "steps": [],
+        "backup_set": set_reference(params["dest"], kind=KIND, source=source),
     }
 
 
@@ -427,13 +447,14 @@ def run(client: Any, info: ConnInfo, params: dict[str, Any], source: str) -> dic
         "commands": got["commands"],
         "manifest": manifest,
         "steps": steps.items,
+        "backup_set": set_reference(params["dest"], manifest, location=writer.path),
     }
 
 
 def main() -> None:
     argument_spec = redis_argument_spec()
     argument_spec.update(
-        dest=dict(type="path", required=True),
+        dest=dict(type="path", required=True, aliases=["backup_root"]),
         source=dict(type="str"),
         method=dict(type="str", default="bgsave", choices=["bgsave", "replication"]),
         timeout=dict(type="int", default=3600),

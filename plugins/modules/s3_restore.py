@@ -10,8 +10,8 @@ short_description: Restore the objects of an S3 snapshot set server-side into a 
 version_added: 0.1.0
 description:
   - Restores a backup set made by M(runbook.stack.s3_snapshot) from
-    C(s3://<backup_bucket>/<backup_prefix>/<source_bucket>/<backup_id>/) into O(bucket), copying the
-    objects server-side with their content type and user metadata.
+    C(<backup_root>/s3/<source_bucket>/<backup_id>/) into O(bucket), copying the objects server-side with
+    their content type and user metadata.
   - Before anything changes, the set must be valid (C(manifest.json) present and consistent) and every
     object the manifest lists must exist in the set with its recorded size (one listing); otherwise the
     module refuses and names the set and the problem.
@@ -39,6 +39,7 @@ description:
     Remove a kept area with M(runbook.stack.s3_retention) and that prefix once it is no longer needed."
 extends_documentation_fragment:
   - runbook.stack.s3
+  - runbook.stack.backup_set.s3_root
   - runbook.stack._attributes
   - runbook.stack._attributes.actiongroup_s3
 attributes:
@@ -56,21 +57,11 @@ attributes:
     details: With O(mode=missing) or O(mode=mirror) a second run finds the target identical and reports
       C(changed=false). O(mode=overwrite) copies every object on every run.
 options:
-  backup_bucket:
-    description:
-      - Bucket that holds the snapshot sets.
-    type: str
-    required: true
-  backup_prefix:
-    description:
-      - Key prefix of the backups in O(backup_bucket), as given to M(runbook.stack.s3_snapshot). Its last
-        component is the backup kind.
-    type: str
-    default: s3
   source_bucket:
     description:
       - Name of the bucket the snapshot was taken of (the source of the set). Defaults to O(bucket).
     type: str
+    aliases: [source]
   backup_id:
     description:
       - Id of the set to restore (C(YYYYMMDDTHHMMSSZ)), or V(latest) for the newest valid set of
@@ -146,13 +137,13 @@ EXAMPLES = r"""
     endpoint_url: https://minio.internal.example.com:9000
     access_key: backup-admin
     secret_key: "{{ vault_s3_secret_key }}"
-    backup_bucket: backups
+    backup_root: s3://backups
     bucket: app-uploads
   register: restored
 
 - name: Preview making the bucket exactly the snapshot of 22 November
   runbook.stack.s3_restore:
-    backup_bucket: backups
+    backup_root: s3://backups
     bucket: app-uploads
     backup_id: 20261122T020000Z
     mode: mirror
@@ -167,7 +158,7 @@ EXAMPLES = r"""
 
 - name: Restore one tenant's snapshot under another prefix of a scratch bucket
   runbook.stack.s3_restore:
-    backup_bucket: backups
+    backup_root: s3://backups
     source_bucket: app-data
     bucket: restore-scratch
     prefix: check/tenants/a/
@@ -286,14 +277,18 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3.copier import Co
 from ansible_collections.runbook.stack.plugins.module_utils._s3.copy_plan import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
+    DEPRECATED_ROOT_REMOVAL,
     RESTORE_MODES,
     backup_key,
     check_copy_options,
     check_no_overlap,
+    deprecated_root_message,
     free_keep_prefix,
     plan_restore,
     restore_diff,
     sample,
+    snapshot_root,
+    snapshot_root_spec,
     split_backup_prefix,
     verify_restore,
 )
@@ -327,9 +322,7 @@ def shown(keys: list[str]) -> str:
 
 def main() -> None:
     argument_spec = s3_argument_spec() | dict(
-        backup_bucket=dict(type="str", required=True),
-        backup_prefix=dict(type="str", default="s3"),
-        source_bucket=dict(type="str"),
+        source_bucket=dict(type="str", aliases=["source"]),
         backup_id=dict(type="str", default="latest"),
         bucket=dict(type="str", required=True),
         prefix=dict(type="str"),
@@ -341,11 +334,15 @@ def main() -> None:
         part_size=dict(type="int", default=DEFAULT_PART_SIZE),
         sample_size=dict(type="int", default=10),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    root_spec, root_rules = snapshot_root_spec()
+    module = AnsibleModule(argument_spec=argument_spec | root_spec, **root_rules, supports_check_mode=True)
     if not HAS_BOTO3:
         module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
 
     p = module.params
+    deprecated = deprecated_root_message(p["backup_root"], p["backup_bucket"], p["backup_prefix"])
+    if deprecated:
+        module.deprecate(deprecated, version=DEPRECATED_ROOT_REMOVAL, collection_name="runbook.stack")
     t0 = time.monotonic()
     source = p["source_bucket"] or p["bucket"]
     what = f"backup {p['backup_id']} of bucket {source!r}"
@@ -355,10 +352,11 @@ def main() -> None:
     stop_on_signals()  # SIGTERM, SIGINT, SIGHUP or a vanished controller: report what was kept, as on any failure
     try:
         check_options(p)
-        root, kind = split_backup_prefix(p["backup_prefix"])
+        backup_bucket, backup_prefix = snapshot_root(p["backup_root"], p["backup_bucket"], p["backup_prefix"])
+        root, kind = split_backup_prefix(backup_prefix)
         info = conn_info(p)
         cli = client(info, max_pool_connections=2 * p["concurrency"])
-        storage = S3Storage(f"s3://{p['backup_bucket']}/{root}", info, cli)
+        storage = S3Storage(f"s3://{backup_bucket}/{root}", info, cli)
         target_bucket = S3Storage.bucket_root(p["bucket"], info, cli)
 
         # 1. the set: valid manifest, every object present at its size (one listing)
@@ -370,7 +368,7 @@ def main() -> None:
         entries = manifest["objects"]
         from_prefix = str((manifest.get("facts") or {}).get("prefix") or "")
         to_prefix = from_prefix if p["prefix"] is None else p["prefix"]
-        check_no_overlap(p["bucket"], to_prefix, p["backup_bucket"], p["backup_prefix"])
+        check_no_overlap(p["bucket"], to_prefix, backup_bucket, backup_prefix)
         set_key_prefix = f"{storage.key(found.rel)}/"
 
         # 2. the target, the plan and where what it replaces is kept
@@ -427,7 +425,7 @@ def main() -> None:
             # 4. copies (server-side, from the backup objects, only if they still have the recorded ETag)
             jobs = [
                 CopyJob(
-                    src_bucket=p["backup_bucket"],
+                    src_bucket=backup_bucket,
                     src_key=backup_key(set_key_prefix, entry["key"]),
                     dst_bucket=p["bucket"],
                     dst_key=key,

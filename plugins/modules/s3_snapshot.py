@@ -10,13 +10,13 @@ short_description: Copy the objects of an S3 bucket (or prefix) server-side into
 version_added: 0.1.0
 description:
   - Lists the objects under O(prefix) in O(bucket) and copies them server-side (C(CopyObject), no data
-    through the managed host) into a new backup set
-    C(s3://<backup_bucket>/<backup_prefix>/<bucket>/<backup_id>/), each object at
-    C(objects/<original key>), keeping its content type and user metadata.
-  - The set is a regular backup set (kind = last component of O(backup_prefix), source = O(bucket)) in the
-    format every reader of the collection shares, on the root C(s3://<backup_bucket>[/<rest of backup_prefix>]).
-    C(manifest.json) is written last and lists every object with its size, source ETag, ETag of the copy
-    and last-modified time; without it the set is never valid.
+    through the managed host) into a new backup set C(<backup_root>/s3/<bucket>/<backup_id>/), each object
+    at C(objects/<original key>), keeping its content type and user metadata.
+  - The set is a regular backup set (kind C(s3), source O(bucket)) in the format every reader of the
+    collection shares, on the root O(backup_root). C(manifest.json) is written last and lists every object
+    with its size, source ETag, ETag of the copy and last-modified time; without it the set is never valid.
+  - O(backup_root) may be in O(bucket) itself only when the sets cannot fall under O(prefix) (and O(prefix)
+    not under the sets); the module refuses an overlap.
   - Each copy is made on the condition that the source still has the listed ETag; an object changed after
     the listing is looked up again and its current version is copied and recorded, an object deleted after
     the listing is left out and counted in RV(vanished).
@@ -29,6 +29,7 @@ description:
     and are left out, unless O(prefix) itself starts with C(pre-restore-).
 extends_documentation_fragment:
   - runbook.stack.s3
+  - runbook.stack.backup_set.s3_root
   - runbook.stack._attributes
   - runbook.stack._attributes.operation
   - runbook.stack._attributes.actiongroup_s3
@@ -49,21 +50,6 @@ options:
       - Keys are stored unchanged (the prefix is not removed).
     type: str
     default: ""
-  backup_bucket:
-    description:
-      - Bucket that receives the backup set.
-      - May be O(bucket) itself only when the backups under O(backup_prefix) cannot fall under O(prefix)
-        (and O(prefix) not under O(backup_prefix)); the module refuses an overlap.
-    type: str
-    required: true
-  backup_prefix:
-    description:
-      - Key prefix of the backups in O(backup_bucket). Its last component is the backup kind and must be
-        lower-case letters, digits and C(_), starting with a letter; the part before it is the backup root.
-      - With the default the set is C(s3://<backup_bucket>/s3/<bucket>/<backup_id>/) (root
-        C(s3://<backup_bucket>), kind C(s3)).
-    type: str
-    default: s3
   concurrency:
     description:
       - Copy requests in flight at once, from 1 to 256.
@@ -105,7 +91,7 @@ EXAMPLES = r"""
     access_key: backup-admin
     secret_key: "{{ vault_s3_secret_key }}"
     bucket: app-uploads
-    backup_bucket: backups
+    backup_root: s3://backups
   register: snapshot
 
 - name: Show the new set
@@ -116,8 +102,7 @@ EXAMPLES = r"""
   runbook.stack.s3_snapshot:
     bucket: app-data
     prefix: tenants/
-    backup_bucket: app-data
-    backup_prefix: backups/s3
+    backup_root: s3://app-data/backups
     concurrency: 64
 """
 
@@ -172,6 +157,23 @@ steps:
       description: Writing C(manifest.json).
       type: float
   sample: {"list_s": 0.41, "copy_s": 4.12, "manifest_s": 0.09}
+backup_set:
+  description:
+    - The set written, in the shape every module that writes sets returns; its C(kind), C(source), C(backup_id)
+      and C(root) name it as a component of M(runbook.stack.dr_set).
+    - In check mode, what only a real run knows (a new set's id, location, times and size) is null.
+  returned: success
+  type: dict
+  contains:
+    kind: {description: Kind of the set., type: str, sample: postgresql}
+    source: {description: Its source name., type: str, sample: app}
+    backup_id: {description: Its backup id (UTC start time)., type: str, sample: 20261122T020000Z}
+    root: {description: "Its backup root, a local directory or C(s3://bucket/prefix).", type: str, sample: /var/backups/runbook}
+    location: {description: Its directory or S3 URL., type: str, sample: /var/backups/runbook/postgresql/app/20261122T020000Z}
+    started: {description: When the backup started (UTC)., type: str, sample: "2026-11-22T02:00:00.412Z"}
+    finished: {description: When it finished (UTC)., type: str, sample: "2026-11-22T02:00:12.905Z"}
+    size_bytes: {description: "Bytes of its files (of an S3 snapshot set, its objects).", type: int, sample: 52428800}
+    file_count: {description: "Its files (of an S3 snapshot set, its objects), the manifest not counted.", type: int, sample: 42}
 """
 
 import time
@@ -179,6 +181,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.contract import set_reference
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.ids import (
     MANIFEST,
     BackupSetError,
@@ -193,12 +196,16 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3.copier import Co
 from ansible_collections.runbook.stack.plugins.module_utils._s3.copy_plan import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
+    DEPRECATED_ROOT_REMOVAL,
     backup_key,
     check_copy_options,
     check_no_overlap,
+    deprecated_root_message,
     is_kept_key,
     set_prefix,
     snapshot_entry,
+    snapshot_root,
+    snapshot_root_spec,
     split_backup_prefix,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._s3.errors import BOTO3_IMPORT_ERROR, HAS_BOTO3, S3Error
@@ -210,9 +217,12 @@ class Snapshot:
 
     def __init__(self, params: dict[str, Any]) -> None:
         self.p = params
-        self.bucket, self.prefix, self.backup_bucket = params["bucket"], params["prefix"], params["backup_bucket"]
-        self.root, self.kind = split_backup_prefix(params["backup_prefix"])
-        check_no_overlap(self.bucket, self.prefix, self.backup_bucket, params["backup_prefix"])
+        self.bucket, self.prefix = params["bucket"], params["prefix"]
+        self.backup_bucket, self.backup_prefix = snapshot_root(
+            params["backup_root"], params["backup_bucket"], params["backup_prefix"]
+        )
+        self.root, self.kind = split_backup_prefix(self.backup_prefix)
+        check_no_overlap(self.bucket, self.prefix, self.backup_bucket, self.backup_prefix)
         check_copy_options(params["concurrency"], params["multipart_threshold"], params["part_size"])
         self.info = conn_info(params)
         self.cli = client(self.info, max_pool_connections=2 * params["concurrency"])
@@ -230,6 +240,7 @@ class Snapshot:
             vanished=0,
         )
         self.listed: list[dict[str, Any]] = []
+        self.manifest: dict[str, Any] | None = None  # once sealed
 
     def plan(self) -> None:
         t0 = time.monotonic()
@@ -249,7 +260,7 @@ class Snapshot:
     def copy_and_seal(self) -> None:
         p = self.p
         started, backup_id = self.storage.allocate_set(self.kind, self.bucket)
-        self.dest_prefix = set_prefix(p["backup_prefix"], self.bucket, backup_id)
+        self.dest_prefix = set_prefix(self.backup_prefix, self.bucket, backup_id)
         self.result.update(backup_id=backup_id, location=f"s3://{self.backup_bucket}/{self.dest_prefix.rstrip('/')}")
 
         t1 = time.monotonic()
@@ -308,10 +319,15 @@ class Snapshot:
         )
         manifest["objects"] = entries
         self.storage.write_atomic(f"{set_rel(self.kind, self.bucket, backup_id)}/{MANIFEST}", manifest_bytes(manifest))
+        self.manifest = manifest
         self.steps["manifest_s"] = round(time.monotonic() - t2, 3)
         self.result.update(
             objects=len(entries), bytes=total, multipart_objects=multipart, vanished=sum(1 for j in jobs if j.vanished)
         )
+
+    def backup_set(self) -> dict[str, Any]:
+        """The set written (in check mode, the set a run would write), as every set-writing module returns it."""
+        return set_reference(self.storage.url, self.manifest, kind=self.kind, source=self.bucket)
 
     def clean_up(self) -> str:
         """Abort open uploads and delete the copies made so far; a note for the failure message."""
@@ -332,22 +348,26 @@ def main() -> None:
     argument_spec = s3_argument_spec() | dict(
         bucket=dict(type="str", required=True),
         prefix=dict(type="str", default=""),
-        backup_bucket=dict(type="str", required=True),
-        backup_prefix=dict(type="str", default="s3"),
         concurrency=dict(type="int", default=32),
         multipart_threshold=dict(type="int", default=DEFAULT_MULTIPART_THRESHOLD),
         part_size=dict(type="int", default=DEFAULT_PART_SIZE),
         record_metadata=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    root_spec, root_rules = snapshot_root_spec()
+    module = AnsibleModule(argument_spec=argument_spec | root_spec, **root_rules, supports_check_mode=True)
     if not HAS_BOTO3:
         module.fail_json(msg=missing_required_lib("boto3"), exception=BOTO3_IMPORT_ERROR)
+
+    p = module.params
+    deprecated = deprecated_root_message(p["backup_root"], p["backup_bucket"], p["backup_prefix"])
+    if deprecated:
+        module.deprecate(deprecated, version=DEPRECATED_ROOT_REMOVAL, collection_name="runbook.stack")
 
     t0 = time.monotonic()
     run: Snapshot | None = None
     stop_on_signals()  # SIGTERM, SIGINT, SIGHUP or a vanished controller: clean up as on any failure
     try:
-        run = Snapshot(module.params)
+        run = Snapshot(p)
         run.plan()
         if not module.check_mode:
             run.copy_and_seal()
@@ -362,7 +382,9 @@ def main() -> None:
         else:
             msg += f": {exc}"
         module.fail_json(msg=msg, **extra, duration_s=round(time.monotonic() - t0, 3))
-    module.exit_json(**run.result, duration_s=round(time.monotonic() - t0, 3), steps=run.steps)
+    module.exit_json(
+        **run.result, backup_set=run.backup_set(), duration_s=round(time.monotonic() - t0, 3), steps=run.steps
+    )
 
 
 if __name__ == "__main__":

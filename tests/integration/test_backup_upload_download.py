@@ -112,12 +112,26 @@ def test_upload_info_download_roundtrip_check_mode_and_idempotence(lab, module, 
     )
     assert res["multipart_files"] == 1
     assert _keys(s3cli, bucket) == set(), "check mode must not upload anything"
+    manifest = json.loads(Path(writer.path, MANIFEST).read_bytes())
+    uploaded = {
+        "kind": "postgresql",
+        "source": "app",
+        "backup_id": writer.backup_id,
+        "root": dest,
+        "location": f"{dest}/postgresql/app/{writer.backup_id}",
+        "started": manifest["started"],
+        "finished": manifest["finished"],
+        "size_bytes": sum(map(len, payload.values())),
+        "file_count": 4,
+    }
+    assert res["backup_set"] == uploaded, "the set a run would write is known in check mode"
 
     res = module("backup_upload", up_args)
     assert res["_rc"] == 0 and res["changed"] is True, res
     assert res["location"] == f"{dest}/postgresql/app/{writer.backup_id}" and res["backup_id"] == writer.backup_id
     assert res["files"] == 4 and res["multipart_files"] == 1 and res["duration_s"] >= 0
     assert [s["step"] for s in res["steps"]][-1] == "write and check the manifest"
+    assert res["backup_set"] == uploaded
     assert _keys(s3cli, bucket) == {set_prefix + p for p in [*payload, MANIFEST]}
     big = s3cli.head_object(Bucket=bucket, Key=set_prefix + "data/big.bin")
     assert big["ETag"].strip('"').endswith("-3"), "12 MiB in 5 MiB parts is a 3-part upload"
@@ -143,6 +157,7 @@ def test_upload_info_download_roundtrip_check_mode_and_idempotence(lab, module, 
     assert res["_rc"] == 0 and res["changed"] is True, res
     local = dst_root / "postgresql" / "app" / writer.backup_id
     assert res["location"] == str(local) and res["backup_id"] == writer.backup_id
+    assert res["backup_set"] == uploaded | {"root": str(dst_root), "location": str(local)}
     assert tree(local) == tree(Path(writer.path)), "files and manifest byte-identical"
     assert (local / MANIFEST).read_bytes() == Path(writer.path, MANIFEST).read_bytes()
     assert sorted(p.name for p in local.parent.iterdir()) == [writer.backup_id], "no .partial directory left"

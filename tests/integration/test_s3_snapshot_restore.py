@@ -123,6 +123,17 @@ def test_round_trip_snapshot_damage_restore(lab, module, cli, buckets):
     assert planned["changed"] is True and planned["objects"] == 6 and planned["multipart_objects"] == 1
     assert planned["bytes"] == sum(len(v[0]) for v in WEIRD.values()) + len(big)
     assert planned["backup_id"] == "" and _keys(cli, bak) == set()
+    assert planned["backup_set"] == {
+        "kind": "s3",
+        "source": src,
+        "backup_id": None,
+        "root": f"s3://{bak}",
+        "location": None,
+        "started": None,
+        "finished": None,
+        "size_bytes": None,
+        "file_count": None,
+    }
 
     snap = ok(module("s3_snapshot", conn(lab, bucket=src, backup_bucket=bak, **SMALL_MP)))
     bid = snap["backup_id"]
@@ -143,6 +154,17 @@ def test_round_trip_snapshot_damage_restore(lab, module, cli, buckets):
     by_key = {o["key"]: o for o in manifest["objects"]}
     assert by_key["big/12mib.bin"]["size"] == 12 * MIB and by_key["big/12mib.bin"]["backup_etag"].endswith("-3")
     assert manifest["facts"]["object_count"] == 6 and manifest["facts"]["total_bytes"] == planned["bytes"]
+    assert snap["backup_set"] == {
+        "kind": "s3",
+        "source": src,
+        "backup_id": bid,
+        "root": f"s3://{bak}",
+        "location": snap["location"],
+        "started": manifest["started"],
+        "finished": manifest["finished"],
+        "size_bytes": planned["bytes"],
+        "file_count": 6,
+    }
 
     # a regular backup set: listed valid on the s3:// root like backup_info does
     (found,) = bs.list_sets(storage(lab, f"s3://{bak}"))
@@ -297,6 +319,37 @@ def test_snapshot_of_prefix_restored_to_another_bucket_and_prefix(lab, module, c
     # the same bucket with the default prefix: keys unchanged, already there
     same = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=src, backup_prefix="bk/s3")))
     assert same["changed"] is False and same["skipped_objects"] == len(WEIRD)
+
+
+def test_backup_root_names_the_sets_of_the_deprecated_options(lab, module, cli, buckets):
+    src, dst = buckets(), buckets()
+    fill(cli, src, prefix="tenants/a/")
+    old = module("s3_snapshot", conn(lab, bucket=src, prefix="tenants/a/", backup_bucket=src, backup_prefix="bk/s3"))
+    assert "backup_root: s3://" + src + "/bk" in json.dumps(ok(old).get("deprecations")), old
+    new = ok(module("s3_snapshot", conn(lab, bucket=src, prefix="tenants/a/", backup_root=f"s3://{src}/bk")))
+    assert not new.get("deprecations"), new
+    assert new["location"] == f"s3://{src}/bk/s3/{src}/{new['backup_id']}"
+    assert new["backup_set"]["root"] == f"s3://{src}/bk" and new["backup_set"]["location"] == new["location"]
+    assert [s.backup_id for s in bs.list_sets(storage(lab, new["backup_set"]["root"]))] == [
+        new["backup_id"],
+        old["backup_id"],
+    ]
+
+    # the returned reference is what a restore takes: root, source and id
+    ref = new["backup_set"]
+    r = ok(
+        module(
+            "s3_restore",
+            conn(lab, bucket=dst, backup_root=ref["root"], source=ref["source"], backup_id=ref["backup_id"]),
+        )
+    )
+    assert r["backup_id"] == ref["backup_id"] and r["location"] == ref["location"] and r["verified"] == len(WEIRD)
+    assert not r.get("deprecations"), r
+    assert state(cli, dst) == state(cli, src, "tenants/a/")
+
+    failed(module("s3_restore", conn(lab, bucket=dst, backup_root=f"/tmp/{src}")), "backup_root", "s3://bucket/prefix")
+    failed(module("s3_snapshot", conn(lab, bucket=src, backup_root=f"s3://{src}", backup_bucket=src)), "backup_root")
+    failed(module("s3_snapshot", conn(lab, bucket=src, backup_root=f"s3://{src}")), "overlaps")
 
 
 # --- damaged sets are refused before the target is touched ----------------------------------------

@@ -23,7 +23,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
 )
 from ansible_collections.runbook.stack.plugins.module_utils._s3.connection import S3Conn
 from ansible_collections.runbook.stack.plugins.module_utils._s3.errors import S3Error
-from ansible_collections.runbook.stack.plugins.module_utils._s3.storage import S3Storage
+from ansible_collections.runbook.stack.plugins.module_utils._s3.storage import S3Storage, parse_s3_url
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -106,6 +106,73 @@ def split_backup_prefix(backup_prefix: str) -> tuple[str, str]:
     if any(p in (".", "..") for p in parts):
         raise S3Error(f"backup_prefix {backup_prefix!r}: '.' and '..' are not allowed")
     return "/".join(parts[:-1]), kind
+
+
+SNAPSHOT_KIND = "s3"
+# the options that named the backup root before backup_root, and the release that drops them
+DEPRECATED_ROOT_OPTIONS = ("backup_bucket", "backup_prefix")
+DEPRECATED_ROOT_REMOVAL = "2.0.0"
+
+
+def snapshot_root_spec() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(argument spec, AnsibleModule rules) of the options of s3_snapshot and s3_restore that say where
+    the sets are: ``backup_root``, or the deprecated ``backup_bucket`` and ``backup_prefix``
+    (documented once in the doc fragment ``runbook.stack.backup_set.s3_root``)."""
+    spec = {"backup_root": {"type": "str"}, "backup_bucket": {"type": "str"}, "backup_prefix": {"type": "str"}}
+    rules = {
+        "mutually_exclusive": [("backup_root", "backup_bucket"), ("backup_root", "backup_prefix")],
+        "required_one_of": [("backup_root", "backup_bucket")],  # and backup_prefix alone is neither
+    }
+    return spec, rules
+
+
+def snapshot_root(backup_root: str | None, backup_bucket: str | None, backup_prefix: str | None) -> tuple[str, str]:
+    """(backup bucket, backup prefix) of the S3 snapshot sets, from the options of s3_snapshot and
+    s3_restore: ``backup_root`` ``s3://bucket/prefix`` (the sets are ``<prefix>/s3/<bucket>/<id>/``,
+    kind ``s3``), or the deprecated ``backup_bucket`` and ``backup_prefix`` (default ``s3``, its last
+    component the kind). The prefix is what :func:`split_backup_prefix` takes apart again.
+
+    S3Error naming the option when both ways or neither are given, or ``backup_root`` is not an
+    ``s3://bucket/prefix`` URL."""
+    if backup_root is None:
+        if not backup_bucket:
+            if backup_prefix is not None:
+                raise S3Error("backup_prefix needs backup_bucket; better, give the backup root as backup_root")
+            raise S3Error("backup_root is required: the S3 backup root of the snapshot sets, s3://bucket/prefix")
+        return backup_bucket, SNAPSHOT_KIND if backup_prefix is None else backup_prefix
+    given = [name for name, value in zip(DEPRECATED_ROOT_OPTIONS, (backup_bucket, backup_prefix)) if value is not None]
+    if given:
+        raise S3Error(f"backup_root and {' and '.join(given)} are mutually exclusive: give the backup root once")
+    if not str(backup_root).strip().startswith("s3://"):
+        raise S3Error(
+            f"backup_root must be an S3 backup root s3://bucket/prefix (snapshot sets stay on S3), got {backup_root!r}"
+        )
+    try:
+        bucket, prefix = parse_s3_url(backup_root)
+    except S3Error as exc:
+        raise S3Error(f"backup_root: {exc}") from None
+    return bucket, f"{prefix}/{SNAPSHOT_KIND}" if prefix else SNAPSHOT_KIND
+
+
+def deprecated_root_message(
+    backup_root: str | None, backup_bucket: str | None, backup_prefix: str | None
+) -> str | None:
+    """The deprecation to report when the sets are named with ``backup_bucket`` and ``backup_prefix``
+    (None with ``backup_root``), naming the ``backup_root`` that means the same sets when there is one."""
+    if backup_root is not None:
+        return None
+    text = "backup_bucket and backup_prefix are deprecated: give the backup root as backup_root"
+    try:
+        root, kind = split_backup_prefix(SNAPSHOT_KIND if backup_prefix is None else backup_prefix)
+    except S3Error:
+        return f"{text} (s3://bucket/prefix)"
+    url = f"s3://{backup_bucket}/{root}".rstrip("/")
+    if kind != SNAPSHOT_KIND:
+        return (
+            f"{text}; it keeps the sets under kind {SNAPSHOT_KIND!r}, so move the sets of kind {kind!r} "
+            f"to {url}/{SNAPSHOT_KIND}/"
+        )
+    return f"{text}: {url}"
 
 
 def check_no_overlap(bucket: str, prefix: str, backup_bucket: str, backup_prefix: str) -> None:

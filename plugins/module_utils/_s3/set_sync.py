@@ -26,6 +26,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     remove_tree,
     secure_tree,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.contract import set_reference
 from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write, fsync_dir
 from ansible_collections.runbook.stack.plugins.module_utils._common.steps import Steps
 from ansible_collections.runbook.stack.plugins.module_utils._s3.copy_plan import check_copy_options, plain_etag
@@ -64,8 +65,13 @@ def _hash_workers(concurrency: int) -> int:
     return max(1, min(concurrency, os.cpu_count() or 2))
 
 
-def _outcome(backup_set: BackupSet, location: str, files: list[SetFile], skipped: int, found: str) -> dict[str, Any]:
+def _outcome(
+    backup_set: BackupSet, root: str, location: str, files: list[SetFile], skipped: int, found: str
+) -> dict[str, Any]:
+    """The module result of a copy of ``backup_set`` to ``location`` under ``root``; ``backup_set``
+    in it is the reference of the copy (its manifest is the original's, byte for byte)."""
     return {
+        "backup_set": set_reference(root, backup_set.manifest, location=location),
         "backup_id": backup_set.backup_id,
         "kind": backup_set.kind,
         "source": backup_set.source,
@@ -139,7 +145,7 @@ def upload_set(
     files = set_files(backup_set.manifest, base, key_base, multipart_threshold, part_size)
     steps.mark(f"inspect the destination ({found})")
     if found == "identical":
-        out = _outcome(backup_set, location, [], len(files), found)
+        out = _outcome(backup_set, dest.url, location, [], len(files), found)
         return out | {"changed": False, "steps": steps.items, "duration_s": round(time.monotonic() - started, 3)}
 
     if verify_local:
@@ -163,7 +169,7 @@ def upload_set(
     # objects an interrupted run already stored with the right size and ETag are not sent again
     skip = [f for f in files if f.expected_etag is not None and listed.get(f.path) == (f.size, f.expected_etag)]
     todo = [f for f in files if f not in skip]
-    out = _outcome(backup_set, location, todo, len(skip), found)
+    out = _outcome(backup_set, dest.url, location, todo, len(skip), found)
     if not check_mode:
         engine = SetTransfer(dest.info, dest.client, dest.bucket, concurrency)
         if found == "damaged":  # the manifest goes first: while files are replaced, it is no valid set
@@ -221,9 +227,9 @@ def download_set(
         found = "identical"
     steps.mark(f"find the set at {src.url} and inspect the destination ({found})")
     if found == "identical":
-        out = _outcome(found_set, final, [], len(plan), found)
+        out = _outcome(found_set, root, final, [], len(plan), found)
         return out | {"changed": False, "steps": steps.items, "duration_s": round(time.monotonic() - started, 3)}
-    out = _outcome(found_set, final, plan, 0, found)
+    out = _outcome(found_set, root, final, plan, 0, found)
     if check_mode:
         return out | {"changed": True, "steps": steps.items, "duration_s": round(time.monotonic() - started, 3)}
 
