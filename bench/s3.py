@@ -204,9 +204,7 @@ def snapshot_round(lab: Lab, src: str, dst: str, rnd: int, order: list[str], wan
     for tool in order:
         prefix = f"bench-r{rnd + 1}-{tool}"
         if tool == "s3_snapshot":
-            elapsed, res = run_module(
-                "s3_snapshot", lab.conn() | dict(bucket=src, backup_bucket=dst, backup_prefix=f"{prefix}/s3")
-            )
+            elapsed, res = run_module("s3_snapshot", lab.conn() | dict(bucket=src, backup_root=f"s3://{dst}/{prefix}"))
             out[tool] = {"wall_s": round(elapsed, 3), "module_s": res["duration_s"], "steps": res["steps"]}
             copied = res["objects"]
         elif tool == "rclone":
@@ -243,12 +241,8 @@ def noop_restore(lab: Lab, src: str, dst: str, rounds: int, want: int) -> dict[s
     for prefix in ("noop/", tgt_mod, tgt_aws):
         lab.remove_prefix(dst, prefix)
     aws = str(TOOLS / "bin" / "aws")
-    _elapsed, snap = run_module(
-        "s3_snapshot", lab.conn() | dict(bucket=src, backup_bucket=dst, backup_prefix="noop/s3")
-    )
-    restore_args = lab.conn() | dict(
-        backup_bucket=dst, backup_prefix="noop/s3", source_bucket=src, bucket=dst, prefix=tgt_mod
-    )
+    _elapsed, snap = run_module("s3_snapshot", lab.conn() | dict(bucket=src, backup_root=f"s3://{dst}/noop"))
+    restore_args = lab.conn() | dict(backup_root=f"s3://{dst}/noop", source_bucket=src, bucket=dst, prefix=tgt_mod)
     _elapsed, first = run_module("s3_restore", restore_args)
     sync = [aws, "s3", "sync", *AWS_FLAGS, "--endpoint-url", lab.endpoint, f"s3://{src}", f"s3://{dst}/{tgt_aws}"]
     timed(sync, lab.aws_env())
