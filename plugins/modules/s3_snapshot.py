@@ -196,7 +196,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._s3.copier import Co
 from ansible_collections.runbook.stack.plugins.module_utils._s3.copy_plan import (
     DEFAULT_MULTIPART_THRESHOLD,
     DEFAULT_PART_SIZE,
-    DEPRECATED_ROOT_REMOVAL,
     backup_key,
     check_copy_options,
     check_no_overlap,
@@ -361,7 +360,8 @@ def main() -> None:
     p = module.params
     deprecated = deprecated_root_message(p["backup_root"], p["backup_bucket"], p["backup_prefix"])
     if deprecated:
-        module.deprecate(deprecated, version=DEPRECATED_ROOT_REMOVAL, collection_name="runbook.stack")
+        # the version as _s3.copy_plan.DEPRECATED_ROOT_REMOVAL: sanity's pylint wants a literal here
+        module.deprecate(deprecated, version="2.0.0", collection_name="runbook.stack")
 
     t0 = time.monotonic()
     run: Snapshot | None = None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
 
 try:
-    import boto3  # noqa: F401  # HAS_BOTO3 is about boto3 as a whole
+    import boto3  # noqa: F401  # pylint: disable=unused-import  # HAS_BOTO3 is about boto3 as a whole
     import botocore.exceptions
 
     HAS_BOTO3 = True
