@@ -320,6 +320,28 @@ def pg_query(lab: dict[str, Any], statement: str, dbname: str = "postgres", args
         conn.close()
 
 
+def pg_args(lab: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The lab's PostgreSQL login options (login_host, login_port, login_user, login_password) plus ``extra``."""
+    return {**lab["pg"], **extra}
+
+
+def redis_args(lab: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The lab's Redis login options (login_host, login_port, login_password) plus ``extra``."""
+    return {**lab["redis"], **extra}
+
+
+def assert_clean_failure(res: dict[str, Any], *needles: str, lab: dict[str, Any] | None = None) -> None:
+    """A module failure an operator can act on: ``failed``, no traceback, each of ``needles`` in its
+    message and, given ``lab``, no PostgreSQL password anywhere in its output."""
+    out = res["_stdout"] + res["_stderr"]
+    assert res.get("failed") is True, res
+    assert "Traceback" not in out, out
+    for needle in needles:
+        assert needle in res["msg"], res["msg"]
+    if lab is not None:
+        assert lab["pg"]["login_password"] not in out
+
+
 @pytest.fixture
 def tmp_backup_root(tmp_path: Path) -> Path:
     """A fresh, empty directory for backup sets (under pytest's tmp_path)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from conftest import redis_args
 
 ITDB = 13
 
@@ -41,7 +42,7 @@ def flag(tmp_path) -> Path:
 
 
 def _args(lab: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {**lab["redis"], "db": ITDB, **extra}
+    return redis_args(lab, db=ITDB) | extra
 
 
 def _ok(result: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from conftest import pg_connect, pg_query
+from conftest import assert_clean_failure, pg_args, pg_connect, pg_query
 
 DB = "rb_it_app"
 OWNER = "rb_it_owner"
@@ -174,28 +174,13 @@ def app_db(lab):
         drop_db(lab, name)
 
 
-def conn_args(lab, **extra):
-    args = dict(lab["pg"])
-    args.update(extra)
-    return args
-
-
-def assert_clean_failure(res, *needles, lab=None):
-    assert res.get("failed"), res
-    assert "Traceback" not in res["_stdout"] + res["_stderr"], res["_stdout"] + res["_stderr"]
-    for needle in needles:
-        assert needle in res["msg"], res["msg"]
-    if lab is not None:
-        assert lab["pg"]["login_password"] not in res["_stdout"] + res["_stderr"]
-
-
 # ------------------------------------------------------------------------------------------------
 # round trip
 # ------------------------------------------------------------------------------------------------
 
 
 def test_backup_writes_a_sealed_private_set(lab, module, app_db, tmp_backup_root):
-    res = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root), jobs=2))
+    res = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root), jobs=2))
     assert res.get("changed") is True, res
     backup = res["backup"]
     path = backup["path"]
@@ -230,12 +215,12 @@ def test_backup_writes_a_sealed_private_set(lab, module, app_db, tmp_backup_root
 
 def test_dump_drop_restore_is_identical(lab, module, app_db, tmp_backup_root):
     before = fingerprint(lab, app_db)
-    res = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    res = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
     assert res.get("changed"), res
     drop_db(lab, app_db)
     assert not db_exists(lab, app_db)
 
-    res = module("postgresql_restore", conn_args(lab, name=app_db, backup_root=str(tmp_backup_root)))
+    res = module("postgresql_restore", pg_args(lab, name=app_db, backup_root=str(tmp_backup_root)))
     assert res.get("changed"), res
     assert res["restore"]["target_existed"] is False
     assert res["restore"]["previous_database"] is None
@@ -246,14 +231,14 @@ def test_dump_drop_restore_is_identical(lab, module, app_db, tmp_backup_root):
 
 def test_swap_keeps_previous_and_rolls_back_later_writes(lab, module, app_db, tmp_backup_root):
     before = fingerprint(lab, app_db)
-    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    b = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
     assert b.get("changed"), b
     sql(lab, "INSERT INTO app.orders (customer_id, amount) VALUES (1, 99.99)", dbname=app_db)
     sql(lab, "ALTER DATABASE rb_it_app SET work_mem = '64MB'")
     # a client holding a session on the live database must not block the swap
     holder = pg(lab, app_db)
     try:
-        res = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]))
+        res = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"]))
     finally:
         try:
             holder.close()
@@ -269,9 +254,9 @@ def test_swap_keeps_previous_and_rolls_back_later_writes(lab, module, app_db, tm
 
     # the same set again (a second attempt): the first kept database stays, this one keeps <prev>_2
     sql(lab, "INSERT INTO app.orders (customer_id, amount) VALUES (2, 1.00), (3, 2.00)", dbname=app_db)
-    plan = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]), check_mode=True)
+    plan = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"]), check_mode=True)
     assert plan["restore"]["previous_database"] == f"{prev}_2", plan
-    again = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]))
+    again = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"]))
     assert again.get("changed"), again
     assert again["restore"]["previous_database"] == f"{prev}_2"
     assert sql(lab, "SELECT count(*) FROM app.orders", dbname=prev)[0][0] == 2001
@@ -280,8 +265,8 @@ def test_swap_keeps_previous_and_rolls_back_later_writes(lab, module, app_db, tm
 
 
 def test_restore_keep_previous_false_drops_replaced_db(lab, module, app_db, tmp_backup_root):
-    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
-    res = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"], keep_previous=False))
+    b = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    res = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"], keep_previous=False))
     assert res.get("changed"), res
     assert res["restore"]["previous_database"] is None
     assert not db_exists(lab, f"{app_db}_pre_restore_{b['backup']['id'].lower()}")
@@ -290,23 +275,23 @@ def test_restore_keep_previous_false_drops_replaced_db(lab, module, app_db, tmp_
 
 def test_restore_in_place(lab, module, app_db, tmp_backup_root):
     before = fingerprint(lab, app_db)
-    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    b = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
     sql(lab, "CREATE TABLE app.created_later (x int)", dbname=app_db)
-    refused = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"], strategy="in_place"))
+    refused = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"], strategy="in_place"))
     assert_clean_failure(refused, "keep_previous: false")
     assert sql(lab, "SELECT to_regclass('app.created_later') IS NOT NULL", dbname=app_db)[0][0] is True
     res = module(
         "postgresql_restore",
-        conn_args(lab, name=app_db, path=b["backup"]["path"], strategy="in_place", keep_previous=False),
+        pg_args(lab, name=app_db, path=b["backup"]["path"], strategy="in_place", keep_previous=False),
     )
     assert res.get("changed"), res
     assert fingerprint(lab, app_db) == before
 
 
 def test_restore_into_other_name_from_source(lab, module, app_db, tmp_backup_root):
-    module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
     copy = app_db + "_copy"
-    res = module("postgresql_restore", conn_args(lab, name=copy, source=app_db, backup_root=str(tmp_backup_root)))
+    res = module("postgresql_restore", pg_args(lab, name=copy, source=app_db, backup_root=str(tmp_backup_root)))
     assert res.get("changed"), res
     assert sql(lab, "SELECT count(*) FROM app.orders", dbname=copy)[0][0] == 2000
     assert db_exists(lab, app_db)
@@ -318,7 +303,7 @@ def test_restore_into_other_name_from_source(lab, module, app_db, tmp_backup_roo
 
 
 def test_backup_check_mode_writes_nothing(lab, module, app_db, tmp_backup_root):
-    res = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root / "new")), check_mode=True)
+    res = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root / "new")), check_mode=True)
     assert res.get("changed") is True, res
     assert "app.orders" in res["backup"]["tables"]
     assert res["backup"]["size_bytes"] > 0
@@ -326,11 +311,11 @@ def test_backup_check_mode_writes_nothing(lab, module, app_db, tmp_backup_root):
 
 
 def test_restore_check_mode_changes_nothing(lab, module, app_db, tmp_backup_root):
-    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    b = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
     sql(lab, "INSERT INTO app.orders (customer_id, amount) VALUES (1, 1)", dbname=app_db)
     before = fingerprint(lab, app_db)
     dbs_before = sql(lab, "SELECT datname FROM pg_database ORDER BY 1")
-    res = module("postgresql_restore", conn_args(lab, name=app_db, backup_root=str(tmp_backup_root)), check_mode=True)
+    res = module("postgresql_restore", pg_args(lab, name=app_db, backup_root=str(tmp_backup_root)), check_mode=True)
     assert res.get("changed") is True, res
     plan = res["restore"]
     assert plan["backup_id"] == b["backup"]["id"]
@@ -354,7 +339,7 @@ def _largest_data_file(path):
 
 
 def test_flipped_byte_is_refused_and_live_db_untouched(lab, module, app_db, tmp_backup_root):
-    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    b = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
     victim = _largest_data_file(b["backup"]["path"])
     with open(victim, "r+b") as fh:
         fh.seek(os.path.getsize(victim) // 2)
@@ -365,7 +350,7 @@ def test_flipped_byte_is_refused_and_live_db_untouched(lab, module, app_db, tmp_
     before = fingerprint(lab, app_db)
     dbs_before = sql(lab, "SELECT datname FROM pg_database ORDER BY 1")
     for check_mode in (True, False):
-        res = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]), check_mode=check_mode)
+        res = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"]), check_mode=check_mode)
         assert_clean_failure(res, "checksum mismatch on data/" + os.path.basename(victim), "nothing was changed")
     assert fingerprint(lab, app_db) == before
     assert sql(lab, "SELECT datname FROM pg_database ORDER BY 1") == dbs_before
@@ -373,7 +358,7 @@ def test_flipped_byte_is_refused_and_live_db_untouched(lab, module, app_db, tmp_
 
 def test_tampered_row_count_fails_before_swap(lab, module, app_db, tmp_backup_root):
     """A manifest whose facts disagree with the data stops the restore before the live db is replaced."""
-    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    b = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
     mpath = os.path.join(b["backup"]["path"], "manifest.json")
     manifest = json.loads(Path(mpath).read_text())
     manifest["facts"]["tables"]["app.orders"] = 1999
@@ -381,7 +366,7 @@ def test_tampered_row_count_fails_before_swap(lab, module, app_db, tmp_backup_ro
         json.dump(manifest, fh)
     sql(lab, "INSERT INTO app.orders (customer_id, amount) VALUES (1, 7)", dbname=app_db)
     before = fingerprint(lab, app_db)
-    res = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]))
+    res = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"]))
     assert_clean_failure(res, "app.orders has 2000 rows, manifest says 1999")
     assert fingerprint(lab, app_db) == before
     assert not db_exists(lab, f"{app_db}_restore_{b['backup']['id'].lower()}")
@@ -396,7 +381,7 @@ def test_kill_9_during_backup_leaves_no_valid_set(lab, module_runner_argv, app_d
         dbname=app_db,
     )
     argv, env = module_runner_argv(
-        "postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root), jobs=1, compress=9)
+        "postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root), jobs=1, compress=9)
     )
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     set_parent = tmp_backup_root / "postgresql" / app_db
@@ -443,7 +428,7 @@ def test_failed_pg_dump_removes_partial_set(lab, module, app_db, tmp_backup_root
     )
     res = module(
         "postgresql_backup",
-        conn_args(lab, name=app_db, dest=str(tmp_backup_root), login_user=READER, login_password=f"{READER}-pw"),
+        pg_args(lab, name=app_db, dest=str(tmp_backup_root), login_user=READER, login_password=f"{READER}-pw"),
     )
     assert "permission denied" in res.get("msg", ""), res
     assert res.get("failed"), res
@@ -457,7 +442,7 @@ def test_failed_pg_dump_removes_partial_set(lab, module, app_db, tmp_backup_root
 
 
 def test_unknown_database(lab, module, tmp_backup_root):
-    res = module("postgresql_backup", conn_args(lab, name="rb_no_such_db", dest=str(tmp_backup_root)))
+    res = module("postgresql_backup", pg_args(lab, name="rb_no_such_db", dest=str(tmp_backup_root)))
     assert_clean_failure(res, "rb_no_such_db", "does not exist", lab=lab)
     assert not (tmp_backup_root / "postgresql").exists()
 
@@ -469,8 +454,8 @@ def test_wrong_password_is_named_and_not_echoed(lab, module, app_db, tmp_backup_
         ("postgresql_restore", {"backup_root": str(tmp_backup_root)}),
     ):
         if mod == "postgresql_restore":
-            module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
-        res = module(mod, conn_args(lab, name=app_db, login_password=secret, **extra))
+            module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
+        res = module(mod, pg_args(lab, name=app_db, login_password=secret, **extra))
         assert_clean_failure(res, "password authentication failed", "postgres")
         assert secret not in res["_stdout"] + res["_stderr"]
 
@@ -478,24 +463,24 @@ def test_wrong_password_is_named_and_not_echoed(lab, module, app_db, tmp_backup_
 def test_unreachable_port_fails_fast(lab, module, tmp_backup_root):
     t0 = time.time()
     res = module(
-        "postgresql_backup", conn_args(lab, name="x", dest=str(tmp_backup_root), login_port=1, connect_timeout=3)
+        "postgresql_backup", pg_args(lab, name="x", dest=str(tmp_backup_root), login_port=1, connect_timeout=3)
     )
     assert_clean_failure(res, "cannot connect to PostgreSQL at 127.0.0.1:1", lab=lab)
     assert time.time() - t0 < 30
 
 
 def test_unknown_backup_id(lab, module, app_db, tmp_backup_root):
-    module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
     res = module(
         "postgresql_restore",
-        conn_args(lab, name=app_db, backup_root=str(tmp_backup_root), backup_id="20000101T000000Z"),
+        pg_args(lab, name=app_db, backup_root=str(tmp_backup_root), backup_id="20000101T000000Z"),
     )
     assert_clean_failure(res, "no postgresql backup set 20000101T000000Z", lab=lab)
     res = module(
-        "postgresql_restore", conn_args(lab, name=app_db, backup_root=str(tmp_backup_root), backup_id="yesterday")
+        "postgresql_restore", pg_args(lab, name=app_db, backup_root=str(tmp_backup_root), backup_id="yesterday")
     )
     assert_clean_failure(res, "invalid backup id 'yesterday'")
-    res = module("postgresql_restore", conn_args(lab, name=app_db, backup_root=str(tmp_backup_root / "empty")))
+    res = module("postgresql_restore", pg_args(lab, name=app_db, backup_root=str(tmp_backup_root / "empty")))
     assert_clean_failure(res, "no valid postgresql backup set")
 
 
@@ -504,21 +489,21 @@ def test_unwritable_dest(lab, module, app_db, tmp_backup_root):
     blocker.write_text("not a directory")
     for check_mode in (True, False):
         res = module(
-            "postgresql_backup", conn_args(lab, name=app_db, dest=str(blocker / "backups")), check_mode=check_mode
+            "postgresql_backup", pg_args(lab, name=app_db, dest=str(blocker / "backups")), check_mode=check_mode
         )
         assert_clean_failure(res, str(blocker), "not a directory")
 
 
 def test_negative_jobs_and_bad_options(lab, module, app_db, tmp_backup_root):
-    res = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root), jobs=-2))
+    res = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root), jobs=-2))
     assert_clean_failure(res, "jobs must be 1 or more, got -2")
-    res = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root), compress=12))
+    res = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root), compress=12))
     assert_clean_failure(res, "compress must be a level from 0 to 9")
-    res = module("postgresql_restore", conn_args(lab, name=app_db, backup_root=str(tmp_backup_root), jobs=0))
+    res = module("postgresql_restore", pg_args(lab, name=app_db, backup_root=str(tmp_backup_root), jobs=0))
     assert_clean_failure(res, "jobs must be 1 or more")
-    res = module("postgresql_restore", conn_args(lab, name=app_db, backup_root=str(tmp_backup_root), path="/x"))
+    res = module("postgresql_restore", pg_args(lab, name=app_db, backup_root=str(tmp_backup_root), path="/x"))
     assert_clean_failure(res, "mutually exclusive")
-    res = module("postgresql_restore", conn_args(lab, name=app_db))
+    res = module("postgresql_restore", pg_args(lab, name=app_db))
     assert_clean_failure(res, "path", "backup_root")
 
 
@@ -539,12 +524,12 @@ def _kept(lab, db):
 
 
 def test_repeated_restores_keep_at_most_n_copies(lab, module, app_db, tmp_backup_root):
-    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    b = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
     prev = f"{app_db}_pre_restore_{b['backup']['id'].lower()}"
     made, results = [], []
     for n in range(4):
         sql(lab, f"INSERT INTO app.orders (customer_id, amount) VALUES (1, {n})", dbname=app_db)
-        res = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]))
+        res = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"]))
         assert res.get("changed"), res
         just = res["restore"]["previous_database"]
         made.append(just)
@@ -560,26 +545,24 @@ def test_repeated_restores_keep_at_most_n_copies(lab, module, app_db, tmp_backup
     assert sql(lab, "SELECT count(*) FROM app.orders", dbname=made[-1])[0][0] == 2001
 
     # keep_previous_count: 1 keeps only the copy just made; 0 keeps every copy
-    one = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=1))
+    one = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=1))
     assert one["restore"]["dropped"] == made[-2:] and _kept(lab, app_db) == [one["restore"]["previous_database"]]
     for _rerun in range(2):
-        every = module(
-            "postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=0)
-        )
+        every = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=0))
         assert every["restore"]["dropped"] == []
     assert len(_kept(lab, app_db)) == 3
-    bad = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=-1))
+    bad = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=-1))
     assert_clean_failure(bad, "keep_previous_count must be 0 (keep every copy) or more, got -1")
 
 
 def test_check_mode_predicts_the_drops_and_drops_nothing(lab, module, app_db, tmp_backup_root):
-    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    b = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
     old = [f"{app_db}_pre_restore_2026010{n}t000000z" for n in (1, 2, 3)]
     leftover = f"{app_db}_restore_20260101t000000z"
     for name in [*old, leftover]:
         sql(lab, f'CREATE DATABASE "{name}"')
     before = _databases(lab, app_db)
-    res = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]), check_mode=True)
+    res = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"]), check_mode=True)
     assert res.get("changed"), res
     plan = res["restore"]
     # three older copies + the one this run would keep, at most two stay: the two oldest would go
@@ -590,7 +573,7 @@ def test_check_mode_predicts_the_drops_and_drops_nothing(lab, module, app_db, tm
     assert steps[0] == f"drop leftover {leftover}" and f"drop database {old[0]} (keep_previous_count)" in steps
     assert _databases(lab, app_db) == before, "check mode dropped something"
 
-    real = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]))
+    real = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"]))
     assert real["restore"]["dropped"] == plan["dropped"], real["restore"]
     assert _databases(lab, f"{app_db}_") == real["restore"]["kept_copies"] == plan["kept_copies"]
 
@@ -598,7 +581,7 @@ def test_check_mode_predicts_the_drops_and_drops_nothing(lab, module, app_db, tm
 def test_crashed_swap_leftovers_are_named_then_cleaned_up(lab, module, app_db, tmp_backup_root):
     """A restore killed between its two renames leaves the live database as <db>_pre_restore_<id>,
     no <db>, and the verified temporary database <db>_restore_<id>."""
-    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    b = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
     bid = b["backup"]["id"].lower()
     kept, scratch = f"{app_db}_pre_restore_{bid}", f"{app_db}_restore_{bid}"
     other_scratch = f"{app_db}_restore_20200101t000000z"
@@ -614,7 +597,7 @@ def test_crashed_swap_leftovers_are_named_then_cleaned_up(lab, module, app_db, t
     manifest["facts"]["database"]["owner"] = "rb_it_nobody"
     mpath.write_text(json.dumps(manifest))
     try:
-        res = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"]))
+        res = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"]))
     finally:
         mpath.write_bytes(original)
     assert_clean_failure(
@@ -627,7 +610,7 @@ def test_crashed_swap_leftovers_are_named_then_cleaned_up(lab, module, app_db, t
     assert db_exists(lab, kept) and db_exists(lab, scratch) and db_exists(lab, other_scratch)
 
     # the rerun drops both scratch copies, restores, and keeps the copy (no retention: the target was missing)
-    res = module("postgresql_restore", conn_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=1))
+    res = module("postgresql_restore", pg_args(lab, name=app_db, path=b["backup"]["path"], keep_previous_count=1))
     assert res.get("changed"), res
     assert res["restore"]["dropped"] == [scratch, other_scratch], res["restore"]
     assert not db_exists(lab, scratch) and not db_exists(lab, other_scratch)
@@ -639,10 +622,10 @@ def test_crashed_swap_leftovers_are_named_then_cleaned_up(lab, module, app_db, t
 def test_a_kept_copy_named_like_a_scratch_copy_is_never_dropped(lab, module, app_db, tmp_backup_root):
     # restoring database "<db>_pre" would use the temporary name <db>_pre_restore_<id>: the copy a
     # restore of <db> kept under that name must not be dropped as a leftover
-    b = module("postgresql_backup", conn_args(lab, name=app_db, dest=str(tmp_backup_root)))
+    b = module("postgresql_backup", pg_args(lab, name=app_db, dest=str(tmp_backup_root)))
     other = f"{app_db}_pre"
     copy = f"{other}_restore_{b['backup']['id'].lower()}"
     sql(lab, f'CREATE DATABASE "{copy}"')
-    res = module("postgresql_restore", conn_args(lab, name=other, source=app_db, path=b["backup"]["path"]))
+    res = module("postgresql_restore", pg_args(lab, name=other, source=app_db, path=b["backup"]["path"]))
     assert_clean_failure(res, f"database {copy} exists and is named like a copy", "nothing was changed")
     assert db_exists(lab, copy) and not db_exists(lab, other)

@@ -11,7 +11,7 @@ import time
 
 import psycopg2
 import pytest
-from conftest import pg_connect, pg_query
+from conftest import pg_args, pg_connect, pg_query
 
 MODULE = "postgresql_health_info"
 SCRATCH_DB = "rb_it_health"
@@ -29,10 +29,6 @@ def pg(lab, dbname="postgres", autocommit=True, app="rb-it-health"):
 
 def sql(lab, statement, dbname="postgres", args=None):
     return pg_query(lab, statement, dbname, args)
-
-
-def conn_args(lab, **extra):
-    return dict(lab["pg"]) | extra
 
 
 def wait_for(predicate, timeout=20.0, what="condition"):
@@ -107,7 +103,7 @@ def test_ready_version_connections_databases(lab, module):
     max_conn = int(sql(lab, "SHOW max_connections")[0][0])
     db_size = sql(lab, "SELECT pg_database_size('postgres')")[0][0]
     for check_mode in (False, True):
-        res = module(MODULE, conn_args(lab), check_mode=check_mode)
+        res = module(MODULE, pg_args(lab), check_mode=check_mode)
         assert_clean(res, lab)
         assert res["_rc"] == 0 and not res.get("failed"), res
         assert res["changed"] is False
@@ -137,7 +133,7 @@ def test_idle_in_transaction_session_is_reported_with_its_age(lab, module):
             cur.execute("SELECT 42 AS rb_it_marker")
         pid = idle.get_backend_pid()
         time.sleep(1.5)
-        res = module(MODULE, conn_args(lab, idle_in_transaction_min_s=1))
+        res = module(MODULE, pg_args(lab, idle_in_transaction_min_s=1))
         assert_clean(res, lab)
         mine = [s for s in res["idle_in_transaction"] if s["pid"] == pid]
         assert len(mine) == 1, res["idle_in_transaction"]
@@ -151,7 +147,7 @@ def test_idle_in_transaction_session_is_reported_with_its_age(lab, module):
         assert entry["xact_age_s"] >= entry["state_age_s"]
         assert "rb_it_marker" in entry["query"]
         # the threshold filters: an hour-old minimum hides the 2-second-old session
-        res = module(MODULE, conn_args(lab, idle_in_transaction_min_s=3600))
+        res = module(MODULE, pg_args(lab, idle_in_transaction_min_s=3600))
         assert pid not in [s["pid"] for s in res["idle_in_transaction"]]
     finally:
         idle.close()
@@ -165,7 +161,7 @@ def test_lock_wait_appears_in_blocking_with_the_right_pids(lab, module, lock_tab
             cur.execute(f"SELECT * FROM {lock_table} WHERE id = 1 FOR UPDATE")
         waiter = Background(lab, f"UPDATE {lock_table} SET v = 'b' WHERE id = 1")
         wait_for(lambda: backend_state(lab, waiter.pid)[1] == "Lock", what="the UPDATE to wait for the row lock")
-        res = module(MODULE, conn_args(lab))
+        res = module(MODULE, pg_args(lab))
         assert_clean(res, lab)
         blocked = [b for b in res["blocking"] if b["pid"] == waiter.pid]
         assert len(blocked) == 1, res["blocking"]
@@ -180,7 +176,7 @@ def test_lock_wait_appears_in_blocking_with_the_right_pids(lab, module, lock_tab
         holder.rollback()
         waiter.thread.join(30)
         assert waiter.error is None, waiter.error
-        res = module(MODULE, conn_args(lab))
+        res = module(MODULE, pg_args(lab))
         assert waiter.pid not in [b["pid"] for b in res["blocking"]]
     finally:
         holder.close()
@@ -193,7 +189,7 @@ def test_long_running_query_honours_the_threshold(lab, module):
     try:
         wait_for(lambda: backend_state(lab, sleeper.pid)[0] == "active", what="pg_sleep to start")
         time.sleep(1.2)
-        res = module(MODULE, conn_args(lab, long_query_threshold_s=1))
+        res = module(MODULE, pg_args(lab, long_query_threshold_s=1))
         assert_clean(res, lab)
         mine = [q for q in res["long_running"] if q["pid"] == sleeper.pid]
         assert len(mine) == 1, res["long_running"]
@@ -201,10 +197,10 @@ def test_long_running_query_honours_the_threshold(lab, module):
         assert "rb-it-long" in mine[0]["query"]
         assert mine[0]["application_name"] == "rb-it-health-bg"
         # default threshold (5 minutes): not long-running yet
-        res = module(MODULE, conn_args(lab))
+        res = module(MODULE, pg_args(lab))
         assert sleeper.pid not in [q["pid"] for q in res["long_running"]]
         # threshold 0: everything active is listed except the module's own query
-        res = module(MODULE, conn_args(lab, long_query_threshold_s=0))
+        res = module(MODULE, pg_args(lab, long_query_threshold_s=0))
         assert sleeper.pid in [q["pid"] for q in res["long_running"]]
         assert not [q for q in res["long_running"] if "clock_timestamp() - query_start" in (q["query"] or "")]
     finally:
@@ -212,7 +208,7 @@ def test_long_running_query_honours_the_threshold(lab, module):
 
 
 def test_pg_stat_statements_before_and_after_create_extension(lab, module, scratch_db):
-    res = module(MODULE, conn_args(lab, login_db=scratch_db))
+    res = module(MODULE, pg_args(lab, login_db=scratch_db))
     assert_clean(res, lab)
     pss = res["pg_stat_statements"]
     assert pss["installed"] is False
@@ -226,7 +222,7 @@ def test_pg_stat_statements_before_and_after_create_extension(lab, module, scrat
     sql(lab, "SELECT pg_stat_statements_reset()", dbname=scratch_db)
     for _round in range(3):
         sql(lab, "SELECT count(*) FROM generate_series(1, 300000) AS rb_it_pss", dbname=scratch_db)
-    res = module(MODULE, conn_args(lab, login_db=scratch_db, top_statements=3))
+    res = module(MODULE, pg_args(lab, login_db=scratch_db, top_statements=3))
     assert_clean(res, lab)
     pss = res["pg_stat_statements"]
     assert pss["installed"] is True
@@ -238,19 +234,19 @@ def test_pg_stat_statements_before_and_after_create_extension(lab, module, scrat
         assert stmt["calls"] >= 1
         assert isinstance(stmt["mean_exec_time_ms"], float)
         assert len(stmt["query"]) <= 200
-    res = module(MODULE, conn_args(lab, login_db=scratch_db, top_statements=50))
+    res = module(MODULE, pg_args(lab, login_db=scratch_db, top_statements=50))
     ours = [s for s in res["pg_stat_statements"]["top"] if "rb_it_pss" in s["query"]]
     assert len(ours) == 1, res["pg_stat_statements"]["top"]
     assert ours[0]["calls"] == 3 and ours[0]["rows"] == 3
     assert ours[0]["datname"] == scratch_db and ours[0]["usename"] == lab["pg"]["login_user"]
     # the extension lives in the scratch database only
-    res = module(MODULE, conn_args(lab))
+    res = module(MODULE, pg_args(lab))
     assert res["pg_stat_statements"]["installed"] is False
 
 
 def test_unreachable_server_is_not_ready_but_not_failed(lab, module):
     t0 = time.monotonic()
-    res = module(MODULE, conn_args(lab, login_port=1, connect_timeout=3))
+    res = module(MODULE, pg_args(lab, login_port=1, connect_timeout=3))
     assert time.monotonic() - t0 < 30
     assert_clean(res, lab)
     assert res["_rc"] == 0 and not res.get("failed"), res
@@ -259,7 +255,7 @@ def test_unreachable_server_is_not_ready_but_not_failed(lab, module):
     assert "version" not in res
     assert res["duration_s"] < 4
 
-    res = module(MODULE, conn_args(lab, login_port=1, connect_timeout=3, fail_on_unready=True))
+    res = module(MODULE, pg_args(lab, login_port=1, connect_timeout=3, fail_on_unready=True))
     assert_clean(res, lab)
     assert res.get("failed") is True
     assert res["ready"] is False
@@ -268,7 +264,7 @@ def test_unreachable_server_is_not_ready_but_not_failed(lab, module):
 
 def test_wrong_password_fails_naming_user_and_host(lab, module):
     secret = "rb-it-wrong-pw-8812"
-    res = module(MODULE, conn_args(lab, login_password=secret))
+    res = module(MODULE, pg_args(lab, login_password=secret))
     out = res["_stdout"] + res["_stderr"]
     assert "Traceback" not in out
     assert secret not in out
@@ -279,7 +275,7 @@ def test_wrong_password_fails_naming_user_and_host(lab, module):
 
 
 def test_negative_threshold_is_refused(lab, module):
-    res = module(MODULE, conn_args(lab, long_query_threshold_s=-5))
+    res = module(MODULE, pg_args(lab, long_query_threshold_s=-5))
     assert_clean(res, lab)
     assert res.get("failed") is True
     assert "long_query_threshold_s must be 0 or more" in res["msg"]

@@ -16,12 +16,9 @@ from typing import Any
 
 import pytest
 import redis
+from conftest import redis_args
 
 ITDB = 13  # the database these tests put their keys in
-
-
-def _args(lab: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {**lab["redis"], **extra}
 
 
 def _client(lab: dict[str, Any], db: int = ITDB) -> redis.Redis:
@@ -53,14 +50,14 @@ def _no_traceback(result: dict[str, Any]) -> None:
 
 def test_health_reports_dbsize_and_hit_rate(lab, module, prefix):
     client = _client(lab)
-    before = module("redis_health_info", _args(lab, db=ITDB))
+    before = module("redis_health_info", redis_args(lab, db=ITDB))
     assert before["_rc"] == 0, before
     client.mset({f"{prefix}{i}": i for i in range(25)})
     for i in range(6):
         client.get(f"{prefix}{i}")  # hits
     for i in range(2):
         client.get(f"{prefix}missing{i}")  # misses
-    after = module("redis_health_info", _args(lab, db=ITDB), check_mode=True)
+    after = module("redis_health_info", redis_args(lab, db=ITDB), check_mode=True)
     assert after["_rc"] == 0 and after["changed"] is False
     assert after["dbsize"] == before["dbsize"] + 25
     assert after["keyspace"][f"db{ITDB}"]["keys"] == after["dbsize"]
@@ -69,7 +66,7 @@ def test_health_reports_dbsize_and_hit_rate(lab, module, prefix):
     total = after["keyspace_hits"] + after["keyspace_misses"]
     assert after["hit_rate"] == pytest.approx(after["keyspace_hits"] / total, abs=1e-4)
     assert after["hit_rate_ok"] is (after["hit_rate"] >= 0.8)
-    strict = module("redis_health_info", _args(lab, min_hit_rate=1.01))
+    strict = module("redis_health_info", redis_args(lab, min_hit_rate=1.01))
     assert strict["hit_rate_ok"] is False
     assert 0 < after["ping_ms"] < 1000
     assert after["role"] == "master"
@@ -95,7 +92,7 @@ def test_health_closed_port_fails_fast(module):
 
 def test_health_wrong_password_is_not_echoed(lab, module):
     secret = "wrong-" + uuid.uuid4().hex
-    result = module("redis_health_info", _args(lab, login_password=secret))
+    result = module("redis_health_info", redis_args(lab, login_password=secret))
     assert result["_rc"] != 0 and result.get("failed")
     assert "authentication failed" in result["msg"]
     assert secret not in result["_stdout"] + result["_stderr"]
@@ -126,19 +123,21 @@ def _seed(lab: dict[str, Any], prefix: str, doomed: int = 120, kept: int = 30) -
 
 def test_keys_count_and_check_mode_delete_touch_nothing(lab, module, prefix):
     client = _seed(lab, prefix)
-    counted = module("redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}old:*", batch_size=7, sample_size=5))
+    counted = module("redis_keys", redis_args(lab, db=ITDB, pattern=f"{prefix}old:*", batch_size=7, sample_size=5))
     assert counted["_rc"] == 0, counted
     assert counted["changed"] is False
     assert (counted["matched"], counted["affected"]) == (120, 0)
     assert len(counted["sample"]) == 5 and all(k.startswith(f"{prefix}old:") for k in counted["sample"])
     assert counted["scan_calls"] > 1
     check = module(
-        "redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete", batch_size=50), check_mode=True
+        "redis_keys",
+        redis_args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete", batch_size=50),
+        check_mode=True,
     )
     assert check["changed"] is True and check["matched"] == 120 and check["affected"] == 0
     assert len(list(client.scan_iter(match=f"{prefix}*", count=1000))) == 150
     expire_check = module(
-        "redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="expire", ttl=100), check_mode=True
+        "redis_keys", redis_args(lab, db=ITDB, pattern=f"{prefix}old:*", action="expire", ttl=100), check_mode=True
     )
     assert expire_check["changed"] is True
     assert client.ttl(f"{prefix}old:1") == -1
@@ -149,14 +148,14 @@ def test_keys_delete_then_rerun_unchanged(lab, module, prefix, server_side, meth
     client = _seed(lab, prefix)
     result = module(
         "redis_keys",
-        _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete", batch_size=16, server_side=server_side),
+        redis_args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete", batch_size=16, server_side=server_side),
     )
     assert result["_rc"] == 0, result
     assert result["method"] == method
     assert result["changed"] is True and result["affected"] == 120 and result["matched"] >= 120
     left = sorted(client.scan_iter(match=f"{prefix}*", count=1000))
     assert left == sorted(f"{prefix}new:{i}" for i in range(30))
-    again = module("redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete"))
+    again = module("redis_keys", redis_args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete"))
     assert again["changed"] is False and again["matched"] == 0 and again["affected"] == 0
 
 
@@ -164,7 +163,7 @@ def test_keys_delete_respects_rate_limit(lab, module, prefix):
     _seed(lab, prefix, doomed=40, kept=0)
     result = module(
         "redis_keys",
-        _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete", batch_size=10, max_per_second=20),
+        redis_args(lab, db=ITDB, pattern=f"{prefix}old:*", action="delete", batch_size=10, max_per_second=20),
     )
     assert result["affected"] == 40
     # SCAN examines the whole db in batches of 10: at 20 keys/s it cannot finish within 1 s
@@ -176,7 +175,7 @@ def test_keys_expire_sets_ttl(lab, module, prefix, server_side):
     client = _seed(lab, prefix)
     result = module(
         "redis_keys",
-        _args(lab, db=ITDB, pattern=f"{prefix}old:*", action="expire", ttl=500, server_side=server_side),
+        redis_args(lab, db=ITDB, pattern=f"{prefix}old:*", action="expire", ttl=500, server_side=server_side),
     )
     assert result["_rc"] == 0, result
     assert result["changed"] is True and result["affected"] == 120
@@ -188,7 +187,7 @@ def test_keys_expire_sets_ttl(lab, module, prefix, server_side):
 def test_keys_delete_all_needs_allow_all(lab, module, prefix, pattern):
     client = _seed(lab, prefix, doomed=3, kept=0)
     before = client.dbsize()
-    result = module("redis_keys", _args(lab, db=ITDB, pattern=pattern, action="delete"))
+    result = module("redis_keys", redis_args(lab, db=ITDB, pattern=pattern, action="delete"))
     assert result["_rc"] != 0 and result.get("failed")
     assert "allow_all" in result["msg"]
     assert client.dbsize() >= before
@@ -206,7 +205,7 @@ def test_keys_delete_all_needs_allow_all(lab, module, prefix, pattern):
     ],
 )
 def test_keys_bad_options_fail_clearly(lab, module, prefix, extra, word):
-    result = module("redis_keys", _args(lab, db=ITDB, pattern=f"{prefix}*", **extra))
+    result = module("redis_keys", redis_args(lab, db=ITDB, pattern=f"{prefix}*", **extra))
     assert result["_rc"] != 0 and result.get("failed")
     assert word in result["msg"]
     _no_traceback(result)
@@ -214,7 +213,7 @@ def test_keys_bad_options_fail_clearly(lab, module, prefix, extra, word):
 
 def test_keys_wrong_password_and_closed_port(lab, module):
     secret = "nope-" + uuid.uuid4().hex
-    result = module("redis_keys", _args(lab, pattern="x:*", login_password=secret))
+    result = module("redis_keys", redis_args(lab, pattern="x:*", login_password=secret))
     assert result["_rc"] != 0 and "authentication failed" in result["msg"]
     assert secret not in result["_stdout"] + result["_stderr"]
     started = time.monotonic()
@@ -251,7 +250,7 @@ def test_config_check_mode_then_set_then_idempotent(lab, module, lab_config):
     maxmem = "3gb" if saved["maxmemory"] != str(3 * 1024**3) else "4gb"
     settings = {"slowlog-log-slower-than": slowlog, "maxmemory-samples": samples, "maxmemory": maxmem}
 
-    check = module("redis_config", _args(lab, settings=settings), check_mode=True, diff=True)
+    check = module("redis_config", redis_args(lab, settings=settings), check_mode=True, diff=True)
     assert check["_rc"] == 0, check
     assert check["changed"] is True
     assert check["changed_settings"] == sorted(TOUCHED)
@@ -259,7 +258,7 @@ def test_config_check_mode_then_set_then_idempotent(lab, module, lab_config):
     assert check["diff"]["after"]["maxmemory"] == str(int(maxmem[0]) * 1024**3)
     assert {n: client.config_get(n)[n] for n in TOUCHED} == saved
 
-    real = module("redis_config", _args(lab, settings=settings), diff=True)
+    real = module("redis_config", redis_args(lab, settings=settings), diff=True)
     assert real["_rc"] == 0, real
     assert real["changed"] is True and real["persisted"] is False
     assert client.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"] == str(slowlog)
@@ -268,17 +267,17 @@ def test_config_check_mode_then_set_then_idempotent(lab, module, lab_config):
     assert real["diff"]["after"]["maxmemory-samples"] == str(samples)
     assert real["diff"]["before"]["maxmemory-samples"] == saved["maxmemory-samples"]
 
-    again = module("redis_config", _args(lab, settings=settings), diff=True)
+    again = module("redis_config", redis_args(lab, settings=settings), diff=True)
     assert again["changed"] is False and again["changed_settings"] == []
     assert again["diff"] == {"before": {}, "after": {}}
-    in_bytes = module("redis_config", _args(lab, settings={"maxmemory": str(int(maxmem[0]) * 1024**3)}))
+    in_bytes = module("redis_config", redis_args(lab, settings={"maxmemory": str(int(maxmem[0]) * 1024**3)}))
     assert in_bytes["changed"] is False
 
 
 def test_config_unknown_setting_changes_nothing(lab, module, lab_config):
     client, saved = lab_config
     samples = 9 if saved["maxmemory-samples"] != "9" else 10
-    result = module("redis_config", _args(lab, settings={"maxmemory-samples": samples, "no-such-setting": "1"}))
+    result = module("redis_config", redis_args(lab, settings={"maxmemory-samples": samples, "no-such-setting": "1"}))
     assert result["_rc"] != 0 and result.get("failed")
     assert "no-such-setting" in result["msg"] and "unknown" in result["msg"]
     assert client.config_get("maxmemory-samples")["maxmemory-samples"] == saved["maxmemory-samples"]
@@ -287,7 +286,7 @@ def test_config_unknown_setting_changes_nothing(lab, module, lab_config):
 
 def test_config_bad_value_fails_clearly(lab, module, lab_config):
     client, saved = lab_config
-    result = module("redis_config", _args(lab, settings={"maxmemory-samples": "lots"}))
+    result = module("redis_config", redis_args(lab, settings={"maxmemory-samples": "lots"}))
     assert result["_rc"] != 0 and "maxmemory-samples" in result["msg"]
     assert client.config_get("maxmemory-samples")["maxmemory-samples"] == saved["maxmemory-samples"]
     _no_traceback(result)
@@ -295,7 +294,7 @@ def test_config_bad_value_fails_clearly(lab, module, lab_config):
 
 def test_config_wrong_password_not_echoed(lab, module):
     secret = "bad-" + uuid.uuid4().hex
-    result = module("redis_config", _args(lab, login_password=secret, settings={"maxmemory-samples": 5}))
+    result = module("redis_config", redis_args(lab, login_password=secret, settings={"maxmemory-samples": 5}))
     assert result["_rc"] != 0 and "authentication failed" in result["msg"]
     assert secret not in result["_stdout"] + result["_stderr"]
     _no_traceback(result)
