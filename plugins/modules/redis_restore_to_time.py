@@ -284,8 +284,10 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     redis_argument_spec,
     total_keys,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._redis.connection import poll
 from ansible_collections.runbook.stack.plugins.module_utils._redis.control import (
     control_argv,
+    ready,
     start_server,
     stop_server,
 )
@@ -423,15 +425,28 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, s3: Any, check_mode
             remove_tree(staging)
     if params["rewrite_after"]:
         with steps.step("BGREWRITEAOF (a new AOF generation)"):
-            client = connect(info)
-            try:
-                client.bgrewriteaof()
-                wait_rewrite_idle(client, params["timeout"])
-            finally:
-                client.close()
+            rewrite(params, info, result)
         result["rewritten"] = True
     result.update(commands=commands, steps=steps.items)
     return result
+
+
+def rewrite(params: dict[str, Any], info: ConnInfo, result: dict[str, Any]) -> None:
+    """BGREWRITEAOF on the restored server, which loaded the AOF moments ago. A server that stopped
+    answering since gets the timeout to answer again; when it does not, the error says that the
+    restore itself is done."""
+    if poll(lambda: ready(info), params["timeout"], interval=0.2) is None:
+        raise RedisError(
+            f"the server at {info.where} loaded the restored AOF ({result['dbsize']} keys) but stopped answering "
+            f"before the AOF rewrite (see its log): the restore is in place in {result['aof_path']} "
+            f"(the previous AOF kept as {result['previous_aof'] or 'none'}); start the server and run BGREWRITEAOF"
+        )
+    client = connect(info)
+    try:
+        client.bgrewriteaof()
+        wait_rewrite_idle(client, params["timeout"])
+    finally:
+        client.close()
 
 
 def swap(

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,39 @@ def pytest_configure(config: pytest.Config) -> None:
         "destructive: stops, kills or restores the lab's own services or data (never run it alongside other lab tests)",
     )
     config.addinivalue_line("markers", "playbook: runs ansible-playbook (a whole play per test: the slow ones)")
+
+
+# the lab's own logs, whose last lines a failed lab test shows (what a service did while it failed)
+LAB_LOGS = ("redis/redis.log", "postgresql/postgresql.log", "s3/weed.log", "app/app.log", "archive/follow.log")
+LAB_LOG_LINES = 15
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A failed test that used the lab gets a "lab logs" section: the last lines of every lab log
+    written to since the test (or its fixtures) began."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or "lab" not in getattr(item, "fixturenames", ()):
+        return
+    since = getattr(item, "_runbook_started", call.start)
+    tails = []
+    for rel in LAB_LOGS:
+        path = ROOT / ".lab" / rel
+        try:
+            if path.stat().st_mtime < since:
+                continue
+            lines = path.read_text(errors="replace").splitlines()[-LAB_LOG_LINES:]
+        except OSError:
+            continue
+        tails.append(f"--- .lab/{rel} (last {len(lines)} lines)\n" + "\n".join(lines))
+    if tails:
+        report.sections.append(("lab logs", "\n".join(tails)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item._runbook_started = time.time()  # pylint: disable=protected-access
 
 
 def _labctl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
