@@ -77,6 +77,24 @@ options:
             two database or cache hosts each get their own data back.
           - Without it, every host that runs that kind restores the set.
         type: str
+      location:
+        description:
+          - Ignored, like O(components[].started), O(components[].finished), O(components[].size_bytes)
+            and O(components[].file_count): with them, a C(backup_set) that a module returned can be
+            passed whole. The DR set reads these facts from the component's own manifest.
+        type: raw
+      started:
+        description: Ignored (see O(components[].location)).
+        type: raw
+      finished:
+        description: Ignored (see O(components[].location)).
+        type: raw
+      size_bytes:
+        description: Ignored (see O(components[].location)).
+        type: raw
+      file_count:
+        description: Ignored (see O(components[].location)).
+        type: raw
   verify_components:
     description: Re-hash every file of every component set before recording it (reads every byte).
     type: bool
@@ -99,6 +117,14 @@ EXAMPLES = r"""
     access_key: backup-writer
     secret_key: "{{ vault_s3_secret_key }}"
   register: dr
+
+- name: The same from the sets the backup modules returned, passed whole (their backup_set)
+  runbook.stack.dr_set:
+    dest: /var/backups/runbook
+    name: shop
+    components:
+      - "{{ pg.backup_set | combine({'host': inventory_hostname}) }}"
+      - "{{ receipts.backup_set }}"
 """
 
 RETURN = r"""
@@ -215,6 +241,8 @@ def main() -> None:
                     "backup_id": {"type": "str", "required": True},
                     "root": {"type": "str", "required": True},
                     "host": {"type": "str"},
+                    # the rest of a returned backup_set, so that it can be passed whole (ignored)
+                    **{key: {"type": "raw"} for key in ("location", "started", "finished", "size_bytes", "file_count")},
                 },
             },
             "verify_components": {"type": "bool", "default": False},

@@ -429,6 +429,35 @@ def run_playbook(playbook: str, *args: str, inventory: str = "inventories/lab", 
     return PlaybookRun(proc)
 
 
+def run_on_running_lab(playbook: str, *args: str) -> PlaybookRun:
+    """``run_playbook`` after ``labctl up``: the run starts from a running lab even when an earlier
+    destructive test left a service stopped. (No other test stops the lab meanwhile: the destructive
+    tests run on a lab of their own or before the rest, scripts/run-tests.)"""
+    _labctl("up")
+    return run_playbook(playbook, *args)
+
+
+def lab_seed() -> None:
+    proc = _labctl("seed")
+    assert proc.returncode == 0, f"lab/labctl seed failed: {proc.stdout}\n{proc.stderr}"
+
+
+def task_json(run: PlaybookRun, title: str) -> Any:
+    """The JSON a debug task printed (``ok: [host] => {...}``), for the last task named ``title``."""
+    pos = run.out.rfind(f" : {title}")
+    assert pos != -1, f"no task {title!r} in the output:\n{run.out[-4000:]}"
+    start = run.out.index("=> {", pos) + 3
+    doc, _end = json.JSONDecoder().raw_decode(run.out, start)
+    return doc
+
+
+def fresh_backup(lab: dict[str, Any], root: Path, database: str = "shop") -> dict[str, Any]:
+    """A backup set of ``database`` made now under ``root`` (runbook.stack.postgresql_backup)."""
+    res = run_module("postgresql_backup", {**lab["pg"], "name": database, "dest": str(root)}, timeout=300)
+    assert res["_rc"] == 0 and not res.get("failed"), res
+    return res
+
+
 def custom_stats(out: str) -> dict[str, Any] | None:
     """A playbook's set_stats data, from a run with ANSIBLE_SHOW_CUSTOM_STATS=true (the default callback
     prints it on one line, ``\\tRUN: {...}``)."""

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_playbook
-from steady_lab import lab_seed
+from conftest import lab_seed, run_playbook
 from test_s3_modules import _keys
 from test_s3_modules import _s3 as lab_client
 

@@ -75,6 +75,18 @@ def test_dr_set_pins_components_and_info_finds_it_intact(lab, module, components
     assert [s["backup_id"] for s in listed["sets"]] == [res["backup_id"]]
 
 
+def test_returned_backup_sets_are_taken_whole(lab, module, components):
+    """The backup_set each module returned is a component as it is (its location, times, size and
+    file count accepted and ignored); the DR set records the same as from the four reference keys."""
+    root, refs, made = components
+    whole = [made["pg"]["backup_set"], made["redis"]["backup_set"], made["s3"]["backup_set"]]
+    assert all({"location", "started", "size_bytes", "file_count"} <= set(c) for c in whole), whole
+    by_refs = ok(module("dr_set", {**lab["s3"], "dest": str(root), "name": "by-refs", "components": refs}))
+    by_sets = ok(module("dr_set", {**lab["s3"], "dest": str(root), "name": "by-sets", "components": whole}))
+    assert by_sets["components"] == by_refs["components"]
+    assert by_sets["recovery_point"] == by_refs["recovery_point"]
+
+
 def test_damaged_component_is_reported_by_name(lab, module, components):
     root, refs, made = components
     dr = ok(module("dr_set", {**lab["s3"], "dest": str(root), "name": "damaged", "components": refs}))

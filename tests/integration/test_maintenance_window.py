@@ -20,8 +20,7 @@ from typing import Any
 import boto3
 import pytest
 import redis
-from conftest import ROOT, pg_query, run_playbook
-from steady_lab import fresh_backup, lab_seed, run_on_steady_lab, task_json
+from conftest import ROOT, fresh_backup, lab_seed, pg_query, run_on_running_lab, run_playbook, task_json
 
 pytestmark = [pytest.mark.playbook, pytest.mark.destructive]
 
@@ -152,7 +151,7 @@ def ours(raw: bytes | str | None, tag: str) -> bool:
 def test_check_mode_changes_nothing(window):
     w = window
     before = last_maintenance(w["lab"])
-    run = run_on_steady_lab(PLAYBOOK, "--check", "-e", f"@{extra_vars(w, lab_signals=True)}")
+    run = run_on_running_lab(PLAYBOOK, "--check", "-e", f"@{extra_vars(w, lab_signals=True)}")
     assert run.rc == 0, run
     rep = report(run)
     assert rep["status"] == "completed" and rep["check_mode"] is True
@@ -176,7 +175,7 @@ def test_full_window_does_every_task_and_ends_with_maintenance_off(window):
     started = dt.datetime.now(dt.timezone.utc)
     seen_on = []
     with Watch(lambda: seen_on.append(w["flag"].exists() and w["redis"].exists(w["key"]) == 1)):
-        run = run_on_steady_lab(PLAYBOOK, "-e", f"@{extra_vars(w)}")
+        run = run_on_running_lab(PLAYBOOK, "-e", f"@{extra_vars(w)}")
     assert run.rc == 0, run
     assert any(seen_on), "maintenance was never on during the window"
     assert not w["flag"].exists() and not w["redis"].exists(w["key"]), "maintenance still on after the window"
@@ -207,7 +206,7 @@ def test_full_window_does_every_task_and_ends_with_maintenance_off(window):
 def test_failing_task_leaves_maintenance_on_and_the_off_tag_ends_it(window):
     w = window
     vars_file = extra_vars(w, maintenance_window_databases=["shop", "rb_test_no_such_db"])
-    run = run_on_steady_lab(PLAYBOOK, "-e", f"@{vars_file}")
+    run = run_on_running_lab(PLAYBOOK, "-e", f"@{vars_file}")
     assert run.rc != 0, run
     assert (
         "failed in maintenance tasks, task 'VACUUM, ANALYZE and REINDEX each database': "
@@ -247,7 +246,7 @@ def test_failed_post_checks_leave_maintenance_on_and_list_every_failure(window):
             log.write(f"{time.time():.1f} ERROR during the window\n")
 
     with Watch(log_error):
-        run = run_on_steady_lab(PLAYBOOK, "-e", f"@{vars_file}")
+        run = run_on_running_lab(PLAYBOOK, "-e", f"@{vars_file}")
     assert run.rc != 0, run
     rep = report(run, failed=True)
     assert rep["status"] == "failed" and rep["failed"]["phase"] == "post-checks" and rep["maintenance"] == "on"
@@ -273,7 +272,7 @@ def test_missing_fresh_backup_stops_before_anything_changes(window, tmp_path):
     w = window
     empty = tmp_path / "no-backups"
     empty.mkdir()
-    run = run_on_steady_lab(PLAYBOOK, "-e", f"@{extra_vars(w, maintenance_window_backup_root=str(empty))}")
+    run = run_on_running_lab(PLAYBOOK, "-e", f"@{extra_vars(w, maintenance_window_backup_root=str(empty))}")
     assert run.rc != 0, run
     assert f"backup postgresql/shop under {empty}: no valid backup set" in run.out, run
     assert "failed in pre-checklist" in run.out and "This run changed nothing" in run.out

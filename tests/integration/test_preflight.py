@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, run_playbook
-from steady_lab import fresh_backup, lab_seed, run_on_steady_lab
+from conftest import ROOT, fresh_backup, lab_seed, run_on_running_lab, run_playbook
 
 pytestmark = [pytest.mark.playbook]
 
@@ -39,7 +38,7 @@ def preflight(tmp_path: Path, steady: bool = False, **checks: Any):
     path = tmp_path / "preflight.json"
     path.write_text(json.dumps({**NONE, **checks}))
     if steady:  # reachability of the lab's own services: retried when another test stopped them
-        return run_on_steady_lab(PLAYBOOK, "-e", f"@{path}")
+        return run_on_running_lab(PLAYBOOK, "-e", f"@{path}")
     return run_playbook(PLAYBOOK, "-e", f"@{path}")
 
 

@@ -12,7 +12,7 @@ import pytest
 INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
 FILES = sorted(INTEGRATION.glob("test_*.py"))
 
-RUNS_A_PLAYBOOK = re.compile(r"\brun_playbook\(|\brun_on_steady_lab\(|\brun_job\(|ansible-playbook")
+RUNS_A_PLAYBOOK = re.compile(r"\brun_playbook\(|\brun_on_running_lab\(|\brun_job\(|ansible-playbook")
 # labctl down/crash/reset, the playbooks that stop or restore the lab's services, a maintenance window
 DESTROYS = re.compile(
     r'LABCTL\), "(?:down|crash|reset)"|"(?:shutdown|dr_drill|dr_drill_backup|maintenance_window)\.yml"'
