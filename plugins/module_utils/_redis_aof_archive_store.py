@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Where a Redis AOF archive is kept (private): a local directory or an ``s3://bucket/prefix``,
 behind one interface used to write it (_redis_aof_archiver), list and verify it
-(redis_aof_archive_info) and fetch its files into a staging directory (redis_restore_to_time).
+(redis_aof_archive_info) and fetch its files into a staging directory (redis_restore_to_time;
+the reading side is _redis_aof_archive_read).
 
 Local: every archived file is a file (0600 in 0700 directories); an incr file that grew is copied
 again and replaces the shorter copy. S3: every archived file is a list of part objects
@@ -41,14 +42,9 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     ARCHIVE_DIR,
     CHUNK,
     INDEX,
-    AofPart,
-    Selection,
-    held_range,
     index_bytes,
-    manifest_text,
     new_index,
     parse_index,
-    utc,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._s3 import error_code, open_s3_root, translate
 
@@ -424,99 +420,3 @@ def archive_lock(store: Store, wait: float = 0) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-# ------------------------------------------------------------------------------------------------
-# reading an archive (redis_aof_archive_info) and fetching files (redis_restore_to_time)
-# ------------------------------------------------------------------------------------------------
-
-
-def verify_entry(store: Store, gen_id: str, entry: dict[str, Any]) -> str | None:
-    """A problem when the archived file does not have the recorded size and sha256 (every byte read)."""
-    digest = hashlib.sha256()
-    try:
-        size = store.stream(gen_id, entry, digest.update)
-    except (OSError, RedisError) as exc:
-        return f"{store.location(gen_id, entry['name'])}: {getattr(exc, 'strerror', None) or exc}"
-    if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
-        return f"{store.location(gen_id, entry['name'])}: size or sha256 differs from the archive index"
-    return None
-
-
-def describe_archive(store: Store, verify: bool) -> dict[str, Any]:
-    """held range, generations, size and the problems (missing files, size or sha256) of one archive."""
-    index = store.load_index()
-    problems, size, generations = [], 0, []
-    for gen in index["generations"]:
-        for entry in [gen["base"], *gen["incr"]]:
-            size += entry["size"]
-            problem = verify_entry(store, gen["id"], entry) if verify else store.quick_problem(gen["id"], entry)
-            if problem:
-                problems.append(problem)
-        generations.append(
-            {
-                "id": gen["id"],
-                "base": gen["base"]["name"],
-                "base_time": gen["base"]["time"],
-                "base_time_utc": utc(gen["base"]["time"]),
-                "incr": [{k: f.get(k) for k in ("name", "size", "sha256", "first_ts", "last_ts")} for f in gen["incr"]],
-                "covered_until": gen["covered_until"],
-                "covered_until_utc": utc(gen["covered_until"]),
-                "sealed": bool(gen.get("sealed")),
-            }
-        )
-    return {
-        "source": store.source,
-        "path": store.path,
-        "held": held_range(index),
-        "generations": generations,
-        "size_bytes": size,
-        "problems": problems,
-    }
-
-
-def fetch(store: Store, gen_id: str, entry: dict[str, Any], dest: str) -> str | None:
-    """Write the archived file of ``entry`` to the new file ``dest`` (0600, fsynced); a problem when
-    what was read does not have the recorded size and sha256."""
-    digest = hashlib.sha256()
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-    with os.fdopen(fd, "wb") as out:
-
-        def sink(block: bytes) -> None:
-            digest.update(block)
-            out.write(block)
-
-        try:
-            size = store.stream(gen_id, entry, sink)
-        except FileNotFoundError:
-            return f"{store.location(gen_id, entry['name'])}: missing"
-        out.flush()
-        os.fsync(out.fileno())
-    if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
-        return f"{store.location(gen_id, entry['name'])}: size or sha256 differs from the archive index"
-    return None
-
-
-def assemble(store: Store, sel: Selection, staging: str, appendfilename: str) -> tuple[str, list[str]]:
-    """Fetch the files of ``sel`` into ``staging`` under the server's ``appendfilename``, each checked
-    against the index, and write their manifest; (manifest path, file names in manifest order).
-    RedisError naming every archived file that does not match."""
-    gen_id = sel.generation["id"]
-    base = sel.generation["base"]
-    suffix = "rdb" if base["name"].endswith(".rdb") else "aof"
-    parts = [AofPart(f"{appendfilename}.{base['seq']}.base.{suffix}", base["seq"], "b")]
-    parts += [AofPart(f"{appendfilename}.{e['seq']}.incr.aof", e["seq"], "i") for e in sel.incr]
-    problems = [
-        fetch(store, gen_id, entry, os.path.join(staging, part.name)) for part, entry in zip(parts, [base, *sel.incr])
-    ]
-    problems = [p for p in problems if p]
-    if problems:
-        raise RedisError("the archive does not match its index: " + "; ".join(problems[:5]))
-    manifest = os.path.join(staging, f"{appendfilename}.manifest")
-    with open(manifest, "wb") as fh:
-        fh.write(manifest_text(parts))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(manifest, FILE_MODE)
-    fsync_dir(staging)
-    return manifest, [p.name for p in parts]

@@ -109,8 +109,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.stack.plugins.module_utils import _s3
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import BackupSetError
 from ansible_collections.runbook.stack.plugins.module_utils._redis import RedisError
+from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_read import describe_archive
 from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_store import (
-    describe_archive,
     is_s3,
     list_sources,
     open_store,

@@ -299,8 +299,8 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     utc,
     wait_rewrite_idle,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_read import assemble
 from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_store import (
-    assemble,
     is_s3,
     open_store,
 )
