@@ -136,6 +136,12 @@ def test_restore_all_three_to_one_second(lab, protected, monkeypatch):
     points = {p["component"]: p for p in stats["recovery_points"]}
     assert set(points) == {"postgresql", "redis", "s3"}, stats["recovery_points"]
     assert {p["restored_to"] for p in points.values()} == {iso(target)}, points
+    # what was restored, one entry per store: kind, source, host and the second it went to
+    assert sorted((r["kind"], r["restored_to"], r["host"]) for r in stats["restored"]) == [
+        ("postgresql", iso(target), "lab"),
+        ("redis", iso(target), "lab"),
+        ("s3", iso(target), "lab"),
+    ], stats["restored"]
     # the newest write each store got back lies at or before T (whole seconds)
     for component, point in points.items():
         assert point["last_write"] is not None and point["last_write"][:19] <= iso(target)[:19], (component, point)

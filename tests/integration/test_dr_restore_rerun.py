@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import ROOT, playbook_env, run_playbook
+from conftest import ROOT, custom_stats, playbook_env, run_playbook
 from test_dr_drill_restore import FLAG, all_up, fingerprint
 
 pytestmark = [pytest.mark.playbook, pytest.mark.destructive]
@@ -117,7 +117,7 @@ def big_cache(lab):
     FLAG.unlink(missing_ok=True)
 
 
-def test_dr_restore_killed_in_the_cache_phase_is_finished_by_a_rerun(lab, big_cache):
+def test_dr_restore_killed_in_the_cache_phase_is_finished_by_a_rerun(lab, big_cache, monkeypatch):
     digest, kept_before = big_cache
     backup = run_playbook("backup.yml", timeout=900)
     assert backup.rc == 0, backup
@@ -154,8 +154,15 @@ def test_dr_restore_killed_in_the_cache_phase_is_finished_by_a_rerun(lab, big_ca
     assert FLAG.exists(), "maintenance was on when the run was killed"
 
     # the rerun an operator runs: same command
+    monkeypatch.setenv("ANSIBLE_SHOW_CUSTOM_STATS", "true")  # the set_stats data, printed at the end
     rerun = run_playbook("dr_restore.yml", "-e", "dr_restore_confirm=true", timeout=900)
     assert rerun.rc == 0, rerun
+    stats = custom_stats(rerun.out)["runbook_dr_restore"]
+    # what the rerun restored, one entry per set: kind, source, backup id, root and the host
+    assert stats["status"] == "restored" and {r["kind"] for r in stats["restored"]} == {"postgresql", "redis", "s3"}
+    pinned = {(c["kind"], c["source"], c["backup_id"]) for c in stats["verified"]["components"]}
+    assert {(r["kind"], r["source"], r["backup_id"]) for r in stats["restored"]} <= pinned, stats
+    assert all(r["root"] and r["host"] == "lab" for r in stats["restored"]), stats["restored"]
     words = " ".join(rerun.out.split())  # warnings are wrapped at the terminal width
     assert "is down: finishing the restore of set" in words, rerun.out[-4000:]
     assert not redis_down(lab)
