@@ -396,8 +396,14 @@ def read_server(info: ConnInfo) -> tuple[Server | None, str]:
     return Server(paths, keyspace, original_start(facts, executable) if user else None, user), ""
 
 
-def fallback_start(argv: list[str] | None, user: tuple[int, int] | None) -> tuple[list[str] | None, Any]:
-    """How to start the server as it ran before the stop, as (argv, user to run it as), or (None, why not)."""
+def fallback_start(
+    argv: list[str] | None, user: tuple[int, int] | None, service: str | None = None
+) -> tuple[list[str] | None, Any]:
+    """How to start the server as it ran before the stop, as (argv, user to run it as), or (None, why not).
+    A systemd unit (``service``) is only started by systemd: a server started beside it would run
+    without the unit knowing."""
+    if service:
+        return None, f"it is the systemd unit {service}, which only systemd starts"
     if not argv:
         return None, "it was not started from a config file"
     if user is None:
@@ -787,7 +793,7 @@ def roll_back(
         start_server(params, info, commands)
     except RedisError as exc:
         again = one_line(exc, info.password)
-        argv, user = fallback_start(journal.original_start, journal.original_user)
+        argv, user = fallback_start(journal.original_start, journal.original_user, params["service"])
         if argv is None:
             return (
                 f"the previous data is back in place, but the server did not start again: {again}; it was not "
