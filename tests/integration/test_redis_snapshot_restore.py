@@ -329,8 +329,10 @@ def test_lab_snapshot_with_password(lab, module, tmp_backup_root):
 def test_save_started_by_another_client_is_waited_for(module, redis_server, tmp_backup_root):
     server = redis_server()
     c = server.client()
-    c.mset({f"slow:{i}": i for i in range(40)})
-    c.config_set("rdb-key-save-delay", 50_000)  # 50 ms per key: each save takes about 2 s
+    # 50 ms per key: each save takes about 5 s, longer than the module takes to start on a loaded machine
+    # (with 2 s, a module that started late found the other save done: waited 0.001 s)
+    c.mset({f"slow:{i}": i for i in range(100)})
+    c.config_set("rdb-key-save-delay", 50_000)
     saves_before = int(c.info("persistence")["rdb_saves"])
     c.bgsave()
     assert int(c.info("persistence")["rdb_bgsave_in_progress"]) == 1
@@ -342,7 +344,7 @@ def test_save_started_by_another_client_is_waited_for(module, redis_server, tmp_
     data = Path(res["path"], "dump.rdb").read_bytes()
     assert b"late-key" in data  # a fresh save, not the one that was running
     assert int(c.info("persistence")["rdb_saves"]) == saves_before + 2
-    assert res["dbsize"] == 41
+    assert res["dbsize"] == 101
     waited = {s["step"]: s["duration_s"] for s in res["steps"]}
     assert waited["wait for a save or AOF rewrite already running"] >= 0.5
     c.config_set("rdb-key-save-delay", 0)
