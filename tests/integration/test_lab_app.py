@@ -312,7 +312,7 @@ def test_drain_timeout_exits_1(shop):
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 1
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 4.5  # the drain timeout (0.5 s), not the 5 s request
     finally:
         if proc.poll() is None:
             proc.kill()
