@@ -97,7 +97,8 @@ options:
   service:
     description:
       - systemd unit of the Redis server, stopped and started with C(systemctl).
-      - Mutually exclusive with O(stop_command) and O(start_command); one of the two ways is required.
+      - Mutually exclusive with O(stop_command) and O(start_command); one of the two ways is required,
+        unless O(manage_service=false).
     type: str
   stop_command:
     description:
@@ -129,6 +130,40 @@ options:
         restore without this option; set it when the rerun runs as another user or that note is lost.
       - When the server answers, the directory it reports is used and must be this one.
     type: path
+  manage_service:
+    description:
+      - Whether the module stops and starts the server itself (O(service), or O(stop_command) and
+        O(start_command)), inside one run that rolls back on any failure.
+      - V(false) is for a caller that stops and starts the server its own way, as the
+        C(runbook.stack.dr_restore) role does through C(runbook.stack.component) (its C(stop) and
+        C(start) entry points). The restore then takes three runs, chosen with O(step), and the caller rolls
+        back with O(step=roll_back) when one fails. O(service), O(stop_command) and O(start_command) must
+        not be set. The return values a step has nothing to say about are null.
+    type: bool
+    default: true
+  step:
+    description:
+      - With O(manage_service=false), the part of the restore this run does.
+      - V(install), with the server stopped by the caller - verifies the set, writes the journal, moves the
+        current data aside and puts the snapshot in place (removing the partial files of an interrupted
+        earlier run, or taking over the interrupted restore of the same set). In check mode it may run
+        while the server is up, reads its data paths and returns them as RV(data_paths) for the real run.
+        A failure puts the previous data back before the module fails; the server stays stopped.
+      - V(verify), after the caller started the server - waits for C(loading:0), compares the key counts
+        with the manifest as the one-run restore does, and on success ends the restore (removes the journal).
+      - V(roll_back), with the server stopped by the caller - puts back the data the restore in progress
+        set aside (from its journal), removes the restored copies and partial files, and ends it. A file the
+        restore never moved aside is left as it is. Without a restore in progress (an install that failed
+        has already put everything back) it changes nothing and warns.
+    type: str
+    choices: [install, verify, roll_back]
+  data_paths:
+    description:
+      - With O(step=install) on a stopped server, where it keeps its data - the RV(data_paths) that a
+        check-mode run of O(step=install) returned while the server ran (C(dir), C(dbfilename),
+        C(appendonly), C(appendfilename), C(appenddirname)).
+      - Not needed to finish an interrupted restore (its journal has them).
+    type: dict
 notes:
   - O(db) is not used; a restore always replaces every database of the server.
   - Stop the server with a command that saves (C(SHUTDOWN SAVE); C(SHUTDOWN) and C(systemctl stop) save
@@ -168,6 +203,61 @@ EXAMPLES = r"""
     backup_id: 20261122T020000Z
     service: redis-server
     data_dir: /var/lib/redis
+
+- name: The caller stops and starts the server (here through runbook.stack.component); the module restores
+  block:
+    - name: Verify the set and read the data paths while the server runs
+      runbook.stack.redis_restore:
+        backup_root: /var/backups/runbook
+        manage_service: false
+        step: install
+      check_mode: true
+      register: plan
+    - name: Stop Redis
+      ansible.builtin.include_role:
+        name: runbook.stack.component
+        tasks_from: stop
+      vars:
+        component: "{{ redis_component }}"
+    - name: Put the set in place
+      runbook.stack.redis_restore:
+        backup_root: /var/backups/runbook
+        backup_id: "{{ plan.backup_id }}"
+        manage_service: false
+        step: install
+        data_paths: "{{ plan.data_paths }}"
+    - name: Start Redis
+      ansible.builtin.include_role:
+        name: runbook.stack.component
+        tasks_from: start
+      vars:
+        component: "{{ redis_component }}"
+    - name: Compare the key counts and end the restore
+      runbook.stack.redis_restore:
+        backup_root: /var/backups/runbook
+        backup_id: "{{ plan.backup_id }}"
+        manage_service: false
+        step: verify
+  rescue:
+    - name: Stop Redis again
+      ansible.builtin.include_role:
+        name: runbook.stack.component
+        tasks_from: stop
+      vars:
+        component: "{{ redis_component }}"
+    - name: Put the previous data back
+      runbook.stack.redis_restore:
+        backup_root: /var/backups/runbook
+        backup_id: "{{ plan.backup_id }}"
+        manage_service: false
+        step: roll_back
+        data_paths: "{{ plan.data_paths }}"
+    - name: Start Redis with its previous data
+      ansible.builtin.include_role:
+        name: runbook.stack.component
+        tasks_from: start
+      vars:
+        component: "{{ redis_component }}"
 
 - name: Show what a restore would replace, without stopping the server
   runbook.stack.redis_restore:
@@ -256,6 +346,23 @@ steps:
   type: list
   elements: dict
   sample: [{"step": "verify checksums", "duration_s": 0.4}]
+step:
+  description: With O(manage_service=false), the step that ran.
+  returned: when O(manage_service=false)
+  type: str
+  sample: install
+data_paths:
+  description: Where the server keeps its data, to pass to O(data_paths) of the real O(step=install) run.
+  returned: when O(step=install)
+  type: dict
+  sample: {"dir": "/var/lib/redis", "dbfilename": "dump.rdb", "appendonly": true,
+           "appendfilename": "appendonly.aof", "appenddirname": "appendonlydir"}
+restored_files:
+  description: With O(step=roll_back), the kept files and directories that were put back.
+  returned: when O(step=roll_back)
+  type: list
+  elements: str
+  sample: [/var/lib/redis/dump.rdb.pre-restore-20261122T020000Z]
 duration_s:
   description: Wall-clock seconds the module spent.
   returned: always
@@ -265,6 +372,7 @@ duration_s:
 
 import os
 import time
+from dataclasses import asdict
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -300,12 +408,15 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     restore_leftovers,
     total_keys,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._redis.connection import poll
 from ansible_collections.runbook.stack.plugins.module_utils._redis.control import (
     control_argv,
+    ready,
     start_server,
     start_with,
     stop_server,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._redis.persistence import DataPaths
 from ansible_collections.runbook.stack.plugins.module_utils._redis.restore import (
     FileSwap,
     Server,
@@ -352,16 +463,14 @@ def verify_set(bset: BackupSet) -> tuple[str, int]:
 
 
 def down_message(params: dict[str, Any], info: ConnInfo, cause: str, found: str) -> str:
-    return (
-        f"Redis at {info.where} is down ({cause}) and {found}. "
-        f"Start it ({' '.join(control_argv(params, 'start'))}), check that it answers, and rerun"
-    )
+    how = f" ({' '.join(control_argv(params, 'start'))})" if params["manage_service"] else ""
+    return f"Redis at {info.where} is down ({cause}) and {found}. Start it{how}, check that it answers, and rerun"
 
 
 def interrupted_restore(params: dict[str, Any], info: ConnInfo, bset: BackupSet, cause: str) -> tuple[Journal, str]:
     """The journal of an interrupted restore of this set into this (stopped) server; RedisError that
     says the server is down when there is none to finish."""
-    data_dir = params["data_dir"] or journal_dir(info)
+    data_dir = given_data_dir(params) or journal_dir(info)
     if not data_dir:
         raise RedisError(
             down_message(
@@ -561,6 +670,262 @@ def roll_back(
     return "the previous data is back in place and the server is running"
 
 
+# ------------------------------------------------------------------------------------------------
+# a restore whose caller stops and starts the server (manage_service: false)
+# ------------------------------------------------------------------------------------------------
+
+
+def given_data_dir(params: dict[str, Any]) -> str | None:
+    """The data directory the caller named: data_paths.dir, else data_dir."""
+    return (params["data_paths"] or {}).get("dir") or params["data_dir"]
+
+
+def paths_option(params: dict[str, Any]) -> DataPaths | None:
+    """DataPaths from the data_paths option (what a check-mode run returned), None when not set."""
+    given = params["data_paths"]
+    if not given:
+        return None
+    if not given.get("dir") or not given.get("dbfilename"):
+        raise RedisError("data_paths needs dir and dbfilename (pass the data_paths a check-mode run returned)")
+    return DataPaths(
+        dir=given["dir"],
+        dbfilename=given["dbfilename"],
+        appendonly=bool(given.get("appendonly")),
+        appendfilename=given.get("appendfilename") or "appendonly.aof",
+        appenddirname=given.get("appenddirname") or None,
+    )
+
+
+def install(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, warn: Any) -> dict[str, Any]:
+    """step install: the set verified and put in place while the caller keeps the server stopped.
+    The journal stays until step verify (or roll_back) ends the restore."""
+    steps = Steps()
+    with steps.step("find backup set"):
+        bset = resolve_set(params, source)
+    with steps.step("verify checksums and RDB magic"):
+        rdb, verified = verify_set(bset)
+    expected = bset.manifest["facts"]["keyspace"]
+    with steps.step("read data paths from the server"):
+        server, down = read_server(info)
+    resumed: Journal | None = None
+    if server is not None:
+        if not check_mode:
+            raise RedisError(
+                f"Redis at {info.where} still answers: with manage_service false the caller stops it before "
+                "step install (runbook.stack.component, tasks_from: stop); nothing was changed"
+            )
+        paths = server.paths
+        keyspace = server.keyspace
+    else:
+        keyspace = {}
+        data_dir = given_data_dir(params) or journal_dir(info)
+        found = read_journal(journal_path(data_dir, info.port)) if data_dir else None
+        if found is not None and (found.backup_id, found.source) == (bset.backup_id, bset.source_dir):
+            check_not_running(found, journal_path(data_dir, info.port))
+            resumed, paths = found, found.paths
+            warn(
+                f"Redis at {info.where} is down: finishing the restore of set {bset.backup_id} that was "
+                f"interrupted (started {found.started_at} by pid {found.pid})"
+            )
+        elif found is not None:
+            resumed, _path = interrupted_restore(params, info, bset, down)  # raises: another set's restore
+            paths = resumed.paths
+        else:
+            given = paths_option(params)
+            if given is None:
+                raise RedisError(
+                    f"Redis at {info.where} is down ({down}) and data_paths is not set: run this module in check "
+                    "mode while the server runs and pass the data_paths it returns; nothing was changed"
+                )
+            paths = given
+    swap = FileSwap(
+        paths, bset.backup_id, resumed.previous_file if resumed else None, resumed.previous_aof if resumed else None
+    )
+    leftovers = [os.path.join(paths.dir, n) for n in restore_leftovers(paths, os.listdir(paths.dir))]
+    result: dict[str, Any] = {
+        "changed": True,
+        "step": "install",
+        "backup_id": bset.backup_id,
+        "path": bset.location,
+        "data_paths": asdict(paths),
+        "data_file": swap.data_file,
+        "aof": paths.appendonly,
+        "aof_path": swap.aof_path,
+        "dbsize_expected": total_keys(expected),
+        "verified_files": verified,
+        "resumed": resumed is not None,
+        "removed_leftovers": leftovers,
+        "commands": [],
+    }
+    if check_mode:
+        planned = [f"remove {p}" for p in leftovers]
+        planned += [f"rename {swap.data_file} to {swap.previous_file}", f"install {rdb} as {swap.data_file}"]
+        if swap.aof_path:
+            planned += [f"rename {swap.aof_path} to {swap.previous_aof}", f"install {rdb} as the AOF base"]
+        result.update(
+            previous_file=swap.previous_file if os.path.lexists(swap.data_file) or resumed else None,
+            previous_aof=swap.previous_aof if swap.aof_path and (os.path.lexists(swap.aof_path) or resumed) else None,
+            dbsize=total_keys(keyspace),
+            keyspace=expected,
+            steps=steps.items + [{"step": s} for s in planned],
+        )
+        return result
+    journal = Journal(
+        backup_id=bset.backup_id,
+        source=bset.source_dir,
+        port=info.port,
+        paths=paths,
+        previous_file=swap.previous_file,
+        previous_aof=swap.previous_aof,
+        pid=os.getpid(),
+        started_at=resumed.started_at if resumed else iso(utcnow()),
+    )
+    with steps.step("record the restore in progress"):
+        jpath = write_journal(journal, info)
+    try:
+        if resumed:
+            with steps.step("take over the interrupted restore and remove its partial files"):
+                swap.adopt()
+        elif leftovers:
+            with steps.step("remove the partial files of an earlier interrupted restore"):
+                for path in leftovers:
+                    remove_tree(path)
+        with steps.step("move the current data aside and put the RDB in place"):
+            swap.apply(rdb)
+    except BaseException as exc:
+        cause = str(exc) or type(exc).__name__
+        try:
+            swap.undo()
+        except OSError as exc2:
+            kept = ", ".join(k for _o, k in swap.moved) or "none"
+            raise RedisError(
+                f"{cause}; putting the previous data back failed too ({exc2.strerror or exc2}); the previous files "
+                f"are kept as: {kept} (journal {jpath})"
+            ) from None
+        drop_journal(jpath, info)
+        raise RedisError(f"{cause}; the previous data is back in place (the server is still stopped)") from None
+    result.update(previous_file=swap.kept_file, previous_aof=swap.kept_aof, steps=steps.items)
+    return result
+
+
+def verify(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, warn: Any) -> dict[str, Any]:
+    """step verify: after the caller started the server, wait for loading:0 and compare the key
+    counts with the set's manifest; on a match the restore ends (its journal is removed)."""
+    steps = Steps()
+    with steps.step("find backup set"):
+        bset = resolve_set(params, source)
+    facts = bset.manifest.get("facts") or {}
+    if "keyspace" not in facts:
+        raise BackupSetError(
+            f"the manifest of {bset.location} has no facts.keyspace; it was not written by redis_snapshot"
+        )
+    expected = {str(k): {f: int(n) for f, n in v.items()} for k, v in facts["keyspace"].items()}
+    data_dir = given_data_dir(params) or journal_dir(info)
+    jpath = journal_path(data_dir, info.port) if data_dir else None
+    journal = read_journal(jpath) if jpath else None
+    if journal is not None and (journal.backup_id, journal.source) != (bset.backup_id, bset.source_dir):
+        raise RedisError(
+            f"the restore in progress in {data_dir} is of set {journal.backup_id} of {journal.source}, "
+            f"not {bset.backup_id} of {bset.source_dir} (journal {jpath})"
+        )
+    result: dict[str, Any] = {
+        "changed": False,
+        "step": "verify",
+        "backup_id": bset.backup_id,
+        "path": bset.location,
+        "dbsize_expected": total_keys(expected),
+        "previous_file": journal.previous_file if journal else None,
+        "previous_aof": journal.previous_aof if journal else None,
+        "resumed": False,
+        "commands": [],
+    }
+    if check_mode:
+        result.update(keyspace=expected, steps=[{"step": "wait for loading:0"}, {"step": "compare key counts"}])
+        return result
+    with steps.step("wait for loading:0"):
+        reply = poll(lambda: ready(info), params["timeout"], interval=0.2)
+    if reply is None:
+        raise RedisError(
+            f"the server at {info.where} did not answer with loading:0 within {params['timeout']} s; "
+            f"the restore is not finished (journal {jpath}): stop the server and run step roll_back"
+        )
+    found = parse_keyspace(reply)
+    with steps.step("compare key counts"):
+        problems = compare_keyspace(expected, found)
+    if problems and bool(facts.get("keyspace_exact", True)):
+        raise RedisError(
+            "key counts do not match the manifest: " + "; ".join(problems[:5]) + f"; the restore is not finished "
+            f"(journal {jpath}): stop the server and run step roll_back"
+        )
+    if problems:
+        warn(
+            "key counts differ from the manifest, which the snapshot marked as not exact "
+            "(the server was written to while it was taken): " + "; ".join(problems[:5])
+        )
+    if journal is not None:
+        drop_journal(jpath, info)
+    result.update(changed=journal is not None, dbsize=total_keys(found), keyspace=found, steps=steps.items)
+    return result
+
+
+def roll_back_step(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, warn: Any) -> dict[str, Any]:
+    """step roll_back: with the server stopped by the caller, put the data the restore in progress
+    set aside back in place (from its journal) and end it. Files it never moved stay as they are."""
+    data_dir = given_data_dir(params) or journal_dir(info)
+    jpath = journal_path(data_dir, info.port) if data_dir else None
+    journal = read_journal(jpath) if jpath else None
+    if journal is None:  # nothing was moved (install failed and put everything back), or it ended
+        if not data_dir:
+            raise RedisError(f"cannot tell where Redis at {info.where} keeps its data: set data_paths or data_dir")
+        warn(
+            f"there is no restore in progress into Redis at {info.where} (no journal in {data_dir}): nothing to roll back"
+        )
+        return {"changed": False, "step": "roll_back", "restored_files": [], "removed_leftovers": [], "resumed": False}
+    if port_open(info.host, info.port):
+        raise RedisError(
+            f"Redis at {info.where} still answers: stop it (runbook.stack.component, tasks_from: stop) before "
+            "step roll_back; nothing was changed"
+        )
+    swap = FileSwap(journal.paths, journal.backup_id, journal.previous_file, journal.previous_aof)
+    for original, kept in ((swap.data_file, swap.previous_file), (swap.aof_path, swap.previous_aof)):
+        if original and kept and os.path.lexists(kept):  # moved aside: what is in its place is the restored copy
+            swap.installed.append(original)
+            swap.moved.append((original, kept))
+    leftovers = [
+        os.path.join(journal.paths.dir, n) for n in restore_leftovers(journal.paths, os.listdir(journal.paths.dir))
+    ]
+    result: dict[str, Any] = {
+        "changed": True,
+        "step": "roll_back",
+        "backup_id": journal.backup_id,
+        "data_file": swap.data_file,
+        "aof_path": swap.aof_path,
+        "restored_files": [kept for _o, kept in swap.moved],
+        "removed_leftovers": leftovers,
+        "resumed": False,
+        "commands": [],
+    }
+    if check_mode:
+        result["steps"] = [{"step": f"rename {k} to {o}"} for o, k in swap.moved] + [
+            {"step": f"remove {p}"} for p in leftovers
+        ]
+        return result
+    steps = Steps()
+    with steps.step("put the previous data back"):
+        for path in leftovers:
+            remove_tree(path)
+        swap.undo()
+    drop_journal(jpath, info)
+    result["steps"] = steps.items
+    return result
+
+
+CALLER_STEPS = {"install": install, "verify": verify, "roll_back": roll_back_step}
+# what every run returns (RETURN: always); a step that has nothing to say about one returns null
+ALWAYS = ("backup_id", "path", "data_file", "previous_file", "aof", "aof_path", "previous_aof", "dbsize_expected")
+ALWAYS += ("dbsize", "keyspace", "resumed", "removed_leftovers", "verified_files", "commands", "steps")
+
+
 def main() -> None:
     argument_spec = redis_argument_spec()
     argument_spec.update(
@@ -573,12 +938,16 @@ def main() -> None:
         start_command=dict(type="list", elements="str"),
         timeout=dict(type="int", default=300),
         data_dir=dict(type="path"),
+        manage_service=dict(type="bool", default=True),
+        step=dict(type="str", choices=["install", "verify", "roll_back"]),
+        data_paths=dict(type="dict"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
         supports_check_mode=True,
         mutually_exclusive=[("path", "backup_root"), ("service", "stop_command"), ("service", "start_command")],
-        required_one_of=[("path", "backup_root"), ("service", "stop_command")],
+        required_one_of=[("path", "backup_root")],
+        required_if=[("manage_service", True, ("service", "stop_command"), True), ("manage_service", False, ("step",))],
         required_together=[("stop_command", "start_command")],
     )
     if not HAS_REDIS:
@@ -589,14 +958,24 @@ def main() -> None:
     for name in ("stop_command", "start_command"):
         if p[name] is not None and not [a for a in p[name] if a]:
             module.fail_json(msg=f"{name} must be a non-empty list (argv)")
+    if not p["manage_service"] and (p["service"] or p["stop_command"] or p["start_command"]):
+        module.fail_json(
+            msg="manage_service is false: the caller stops and starts the server, so service, stop_command and "
+            "start_command must not be set"
+        )
+    if p["manage_service"] and p["step"]:
+        module.fail_json(
+            msg=f"step {p['step']} is for manage_service false (a caller that stops and starts the server)"
+        )
     where = f"{p['login_host']}:{p['login_port']}"
     what = p["path"] or f"backup {p['backup_id']} under {p['backup_root']}"
+    do = run if p["manage_service"] else CALLER_STEPS[p["step"]]
     started = time.monotonic()
     info = None
     try:
         info = conn_info(p)
         with terminate_on_signals():
-            result = run(p, info, p["source"] or info.where, module.check_mode, module.warn)
+            result = do(p, info, p["source"] or info.where, module.check_mode, module.warn)
     except (RedisError, BackupSetError) as exc:
         module.fail_json(msg=f"cannot restore Redis at {where} from {what}: {exc}", duration_s=_since(started))
     except CLIENT_ERRORS as exc:
@@ -606,6 +985,8 @@ def main() -> None:
         module.fail_json(msg=f"cannot restore Redis at {where} from {what}: {exc.strerror or exc}")
     except Interrupted as exc:
         module.fail_json(msg=f"restore of Redis at {where} {exc}")
+    for key in ALWAYS:
+        result.setdefault(key, None)
     result["duration_s"] = _since(started)
     module.exit_json(**result)
 
