@@ -11,6 +11,7 @@ down, and complete: every store equal to the backup, the application up, mainten
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import yaml
 from conftest import ROOT, custom_stats, playbook_env, run_playbook
 from test_dr_drill_restore import FLAG, all_up, fingerprint
 
@@ -170,3 +172,39 @@ def test_dr_restore_killed_in_the_cache_phase_is_finished_by_a_rerun(lab, big_ca
     assert hashlib.sha256(lab_redis(lab, BIG_DB).get("rerun:big:7")).hexdigest() == digest
     assert partial_copies() == []
     assert all_up() and not FLAG.exists()
+
+
+def test_cache_whose_start_fails_gets_its_previous_data_back(lab, tmp_path):
+    """The cache does not start with the restored snapshot (its start command fails once, as a broken
+    unit would): dr_restore stops it again, puts the previous data back, starts it and fails, saying
+    so. The data written after the backup is still there and no kept file is left behind."""
+    backup = run_playbook("backup.yml", timeout=900)
+    assert backup.rc == 0, backup
+    lab_redis(lab).set("rerun:after-backup", "kept by the roll-back")
+    before = kept_files()
+    flag = tmp_path / "fail-once"
+    flag.write_text("1")
+    components = yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / "all.yml").read_text())
+    components = components["runbook_components"]
+    cache = next(c for c in components if c["name"] == "redis")
+    cache["control"]["start"] = [
+        "sh",
+        "-c",
+        f'if [ -e "{flag}" ]; then rm -f "{flag}"; echo boom >&2; exit 3; fi; exec "$0" up redis',
+        "{{ runbook_lab_labctl }}",
+    ]
+    extra = tmp_path / "components.json"
+    extra.write_text(json.dumps({"runbook_components": components, "dr_restore_kinds": ["redis"]}))
+    try:
+        run = run_playbook("dr_restore.yml", "-e", "dr_restore_confirm=true", "-e", f"@{extra}", timeout=900)
+        assert run.rc != 0, run
+        words = " ".join(run.out.split())
+        assert "(4/6) RESTORE: cache" in words, run
+        assert "the previous data is back in place and the cache is running" in words, run
+        assert not flag.exists()
+        assert lab_redis(lab).get("rerun:after-backup") == b"kept by the roll-back"
+        assert kept_files() == before and partial_copies() == []
+    finally:
+        subprocess.run([str(ROOT / "lab" / "labctl"), "up"], capture_output=True, timeout=300, check=False)
+        FLAG.unlink(missing_ok=True)  # maintenance, which the failed restore left on
+        lab_redis(lab).delete("rerun:after-backup", "maintenance")
