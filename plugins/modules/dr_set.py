@@ -80,7 +80,7 @@ options:
       location:
         description:
           - Ignored, like O(components[].started), O(components[].finished), O(components[].size_bytes)
-            and O(components[].file_count): with them, a C(backup_set) that a module returned can be
+            and O(components[].file_count). With them, a C(backup_set) that a module returned can be
             passed whole. The DR set reads these facts from the component's own manifest.
         type: raw
       started:
