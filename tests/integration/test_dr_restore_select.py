@@ -5,11 +5,12 @@ backup set, or a row count changed. Every store's fingerprint stays as it was.""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 
 import pytest
-from conftest import LABCTL, ROOT, psql, run_playbook
+from conftest import LABCTL, ROOT, custom_stats, psql, run_playbook
 from test_s3_modules import _s3 as lab_client
 
 pytestmark = [pytest.mark.playbook]
@@ -43,11 +44,16 @@ def two_dr_sets(lab):
     FLAG.unlink(missing_ok=True)
     ids = []
     for _run_no in range(2):
-        run = run_playbook("backup.yml", timeout=600)
+        # the id this run's set_stats publish: other tests write DR sets to the same root meanwhile
+        # (the newest one there need not be ours)
+        os.environ["ANSIBLE_SHOW_CUSTOM_STATS"] = "true"
+        try:
+            run = run_playbook("backup.yml", timeout=600)
+        finally:
+            del os.environ["ANSIBLE_SHOW_CUSTOM_STATS"]
         assert run.rc == 0, run
-        cli = lab_client(lab)
-        listed = cli.list_objects_v2(Bucket=OFFSITE, Prefix=f"{PREFIX}/").get("Contents", [])
-        ids.append(max(o["Key"].split("/")[3] for o in listed if o["Key"].endswith("/manifest.json")))
+        ids.append(custom_stats(run.out)["runbook_backup"]["dr_set_id"])
+        assert lab_client(lab).head_object(Bucket=OFFSITE, Key=f"{PREFIX}/{ids[-1]}/manifest.json")
         # a change after the first backup, so that a restore of the older set changes the fingerprint
         psql(
             lab,
