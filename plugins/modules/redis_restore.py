@@ -501,6 +501,20 @@ def interrupted_restore(params: dict[str, Any], info: ConnInfo, bset: BackupSet,
 # ------------------------------------------------------------------------------------------------
 
 
+def put_in_place(swap: FileSwap, rdb: str, resumed: bool, leftovers: list[str], steps: Steps) -> None:
+    """With the server stopped: take over an interrupted restore of the same set (``resumed``) or
+    remove the partial files of an earlier one, then move the current data aside and put the RDB in place."""
+    if resumed:
+        with steps.step("take over the interrupted restore and remove its partial files"):
+            swap.adopt()
+    elif leftovers:
+        with steps.step("remove the partial files of an earlier interrupted restore"):
+            for path in leftovers:
+                remove_tree(path)
+    with steps.step("move the current data aside and put the RDB in place"):
+        swap.apply(rdb)
+
+
 def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, warn: Any) -> dict[str, Any]:
     steps = Steps()
     commands: list[str] = []
@@ -591,15 +605,7 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, w
             drop_journal(jpath, info)
             raise RedisError(f"{exc}; nothing was changed") from None
     try:
-        if resumed:
-            with steps.step("take over the interrupted restore and remove its partial files"):
-                swap.adopt()
-        elif leftovers:
-            with steps.step("remove the partial files of an earlier interrupted restore"):
-                for path in leftovers:
-                    remove_tree(path)
-        with steps.step("move the current data aside and put the RDB in place"):
-            swap.apply(rdb)
+        put_in_place(swap, rdb, resumed is not None, leftovers, steps)
         with steps.step("start the server and wait for loading:0"):
             reply = start_server(params, info, commands)
         found = parse_keyspace(reply)
@@ -783,15 +789,7 @@ def install(params: dict[str, Any], info: ConnInfo, source: str, check_mode: boo
     with steps.step("record the restore in progress"):
         jpath = write_journal(journal, info)
     try:
-        if resumed:
-            with steps.step("take over the interrupted restore and remove its partial files"):
-                swap.adopt()
-        elif leftovers:
-            with steps.step("remove the partial files of an earlier interrupted restore"):
-                for path in leftovers:
-                    remove_tree(path)
-        with steps.step("move the current data aside and put the RDB in place"):
-            swap.apply(rdb)
+        put_in_place(swap, rdb, resumed is not None, leftovers, steps)
     except BaseException as exc:
         cause = str(exc) or type(exc).__name__
         try:
