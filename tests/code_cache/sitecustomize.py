@@ -42,11 +42,11 @@ def _retarget(code: types.CodeType, filename: str) -> types.CodeType:
 
 def _install(cache_dir: str) -> None:
     compile_source = zipimport._compile_source  # the one place zipimport compiles (Python 3.8+)
-    tag = "%s-%s" % (sys.implementation.cache_tag, importlib.util.MAGIC_NUMBER.hex())
+    tag = f"{sys.implementation.cache_tag}-{importlib.util.MAGIC_NUMBER.hex()}"
 
     def cached_compile_source(pathname: str, source: bytes):
         digest = hashlib.sha256(_inner_path(pathname).encode() + b"\0" + source).hexdigest()
-        entry = os.path.join(cache_dir, "%s-%s" % (tag, digest))
+        entry = os.path.join(cache_dir, f"{tag}-{digest}")
         try:
             with open(entry, "rb") as f:
                 return _retarget(marshal.loads(f.read()), pathname)
@@ -55,7 +55,7 @@ def _install(cache_dir: str) -> None:
         code = compile_source(pathname, source)
         try:
             os.makedirs(cache_dir, exist_ok=True)
-            tmp = "%s.%d.tmp" % (entry, os.getpid())
+            tmp = f"{entry}.{os.getpid()}.tmp"
             with open(tmp, "wb") as f:
                 f.write(marshal.dumps(code))
             os.replace(tmp, entry)  # readers see a whole entry or none
