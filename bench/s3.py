@@ -205,7 +205,8 @@ def snapshot_round(lab: Lab, src: str, dst: str, rnd: int, order: list[str], wan
         prefix = f"bench-r{rnd + 1}-{tool}"
         if tool == "s3_snapshot":
             elapsed, res = run_module("s3_snapshot", lab.conn() | dict(bucket=src, backup_root=f"s3://{dst}/{prefix}"))
-            out[tool] = {"wall_s": round(elapsed, 3), "module_s": res["duration_s"], "steps": res["steps"]}
+            steps = {s["step"]: s["duration_s"] for s in res["steps"]}
+            out[tool] = {"wall_s": round(elapsed, 3), "module_s": res["duration_s"], "steps": steps}
             copied = res["objects"]
         elif tool == "rclone":
             elapsed, _out = timed(
@@ -298,8 +299,8 @@ def render(data: dict[str, Any]) -> str:
     steps = s["snapshot_steps"]
     lines += [
         "",
-        f"Inside the module (medians): list {steps['list_s']:.2f} s, copy {steps['copy_s']:.2f} s, manifest "
-        f"{steps['manifest_s']:.2f} s; the rest of the wall time is Python and module start-up.",
+        f"Inside the module (medians): list {steps['list the source']:.2f} s, copy {steps['server-side copies']:.2f} s, "
+        f"manifest {steps['write manifest.json']:.2f} s; the rest of the wall time is Python and module start-up.",
         "",
         "No-op restore (target already identical, nothing to copy):",
         "",
@@ -368,7 +369,8 @@ def main() -> int:
         "snapshot": {"s3_snapshot": snapshot["s3_snapshot"], "rclone": snapshot["rclone"], "aws": snapshot["aws"]},
         "snapshot_runs": snap_runs,
         "snapshot_steps": {
-            k: median([r["s3_snapshot"]["steps"][k] for r in rounds]) for k in ("list_s", "copy_s", "manifest_s")
+            k: median([r["s3_snapshot"]["steps"][k] for r in rounds])
+            for k in ("list the source", "server-side copies", "write manifest.json")
         },
         "noop": noop_med,
         "ratios": {

@@ -116,22 +116,30 @@ EXAMPLES = r"""
 
 RETURN = r"""
 backup_id:
-  description: Backup id of the set.
+  description:
+    - Backup id of the set.
+    - Deprecated, use C(backup_set.backup_id); to be removed in runbook.stack 2.0.0.
   returned: always
   type: str
   sample: "20261122T020000Z"
 kind:
-  description: Kind of the set.
+  description:
+    - Kind of the set.
+    - Deprecated, use C(backup_set.kind); to be removed in runbook.stack 2.0.0.
   returned: always
   type: str
   sample: postgresql
 source:
-  description: Source name of the set.
+  description:
+    - Source name of the set.
+    - Deprecated, use C(backup_set.source); to be removed in runbook.stack 2.0.0.
   returned: always
   type: str
   sample: app
 location:
-  description: The local directory of the set.
+  description:
+    - The local directory of the set.
+    - Deprecated, use C(backup_set.location); to be removed in runbook.stack 2.0.0.
   returned: always
   type: str
   sample: /var/backups/restore/postgresql/app/20261122T020000Z

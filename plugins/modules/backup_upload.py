@@ -150,22 +150,30 @@ EXAMPLES = r"""
 
 RETURN = r"""
 backup_id:
-  description: Backup id of the set.
+  description:
+    - Backup id of the set.
+    - Deprecated, use C(backup_set.backup_id); to be removed in runbook.stack 2.0.0.
   returned: always
   type: str
   sample: "20261122T020000Z"
 kind:
-  description: Kind of the set.
+  description:
+    - Kind of the set.
+    - Deprecated, use C(backup_set.kind); to be removed in runbook.stack 2.0.0.
   returned: always
   type: str
   sample: postgresql
 source:
-  description: Source name of the set.
+  description:
+    - Source name of the set.
+    - Deprecated, use C(backup_set.source); to be removed in runbook.stack 2.0.0.
   returned: always
   type: str
   sample: app
 location:
-  description: Where the set is at the destination.
+  description:
+    - Where the set is at the destination.
+    - Deprecated, use C(backup_set.location); to be removed in runbook.stack 2.0.0.
   returned: always
   type: str
   sample: s3://offsite-backups/runbook/postgresql/app/20261122T020000Z

@@ -129,12 +129,16 @@ EXAMPLES = r"""
 
 RETURN = r"""
 backup_id:
-  description: Id of the DR set (its UTC start time); in check mode the id it would get.
+  description:
+    - Id of the DR set (its UTC start time); in check mode the id it would get.
+    - Deprecated, use C(backup_set.backup_id); to be removed in runbook.stack 2.0.0.
   type: str
   returned: always
   sample: 20261201T020000Z
 path:
-  description: Directory of the DR set; in check mode, where it would go.
+  description:
+    - Directory of the DR set; in check mode, where it would go.
+    - Deprecated, use C(backup_set.location); to be removed in runbook.stack 2.0.0.
   type: str
   returned: always
   sample: /var/backups/runbook/dr/shop/20261201T020000Z
@@ -161,6 +165,22 @@ components:
     size_bytes: {description: Its total size., type: int, sample: 31080000}
     file_count: {description: Files and objects in it., type: int, sample: 12}
     facts: {description: "Its kind-specific facts (row counts, key counts, object counts).", type: dict, sample: {}}
+steps:
+  description:
+    - What the run did, in order, with the seconds each step took, as every module of this collection returns
+      them; a check run only finds (and verifies) the component sets.
+  type: list
+  elements: dict
+  returned: always
+  contains:
+    step: {description: What was done., type: str}
+    duration_s: {description: Seconds it took., type: float}
+  sample: [{"step": "find the component sets", "duration_s": 0.04}, {"step": "write the DR set", "duration_s": 0.01}]
+duration_s:
+  description: Seconds the module spent.
+  type: float
+  returned: always
+  sample: 0.07
 manifest:
   description: The manifest of the DR set, with its C(self_sha256); null in check mode.
   type: dict
@@ -185,6 +205,7 @@ backup_set:
 """
 
 import json
+import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -207,6 +228,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
 )
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.contract import set_reference
 from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write
+from ansible_collections.runbook.stack.plugins.module_utils._common.steps import Steps
 
 
 def resolve(refs: list[dict[str, str]], s3: Any, verify: bool) -> list[dict[str, Any]]:
@@ -250,6 +272,8 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
+    t0 = time.monotonic()
+    steps = Steps()
     if not p["name"]:
         module.fail_json(msg="name must not be empty")
     if not p["components"]:
@@ -257,7 +281,8 @@ def main() -> None:
     try:
         refs = [check_component_ref(i, ref) for i, ref in enumerate(p["components"])]
         s3 = _s3.conn_info(p)  # only used for s3:// component roots
-        components = resolve(refs, s3, p["verify_components"])
+        with steps.step("find and verify the component sets" if p["verify_components"] else "find the component sets"):
+            components = resolve(refs, s3, p["verify_components"])
         point = recovery_point(components)
         if module.check_mode:
             check_dest_writable(p["dest"])
@@ -271,6 +296,8 @@ def main() -> None:
                 components=components,
                 manifest=None,
                 backup_set=set_reference(p["dest"], kind=DR_KIND, source=p["name"]),
+                steps=steps.items,
+                duration_s=round(time.monotonic() - t0, 3),
             )
         writer = LocalSetWriter(p["dest"], DR_KIND, p["name"]).create()
         try:
@@ -286,6 +313,7 @@ def main() -> None:
         except BaseException:
             writer.discard()
             raise
+        steps.mark("write the DR set")
     except (BackupSetError, _s3.S3Error) as exc:
         module.fail_json(msg=f"cannot make DR set {p['name']!r} under {p['dest']}: {exc}")
     except OSError as exc:
@@ -298,6 +326,8 @@ def main() -> None:
         components=components,
         manifest=manifest,
         backup_set=set_reference(p["dest"], manifest, location=writer.path),
+        steps=steps.items,
+        duration_s=round(time.monotonic() - t0, 3),
     )
 
 

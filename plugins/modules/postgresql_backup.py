@@ -113,11 +113,15 @@ backup:
   type: dict
   contains:
     id:
-      description: Backup id (UTC start time). Not returned in check mode.
+      description:
+        - Backup id (UTC start time). Not returned in check mode.
+        - Deprecated, use C(backup_set.backup_id); to be removed in runbook.stack 2.0.0.
       type: str
       sample: 20261122T020000Z
     path:
-      description: Directory of the set (in check mode, its parent).
+      description:
+        - Directory of the set (in check mode, its parent).
+        - Deprecated, use C(backup_set.location); to be removed in runbook.stack 2.0.0.
       type: str
       sample: /var/backups/runbook/postgresql/app/20261122T020000Z
     size_bytes:
@@ -139,6 +143,7 @@ backup:
       description:
         - Phases of the backup with their durations in seconds. The row counts run while C(pg_dump) runs,
           so their time is part of the C(pg_dump) step. Not returned in check mode.
+        - Deprecated, use C(steps); to be removed in runbook.stack 2.0.0.
       type: list
       elements: dict
       sample: [{"step": "pg_dump (row counts taken alongside)", "duration_s": 17.9}]
@@ -150,6 +155,17 @@ commands:
   sample:
     - "/usr/lib/postgresql/15/bin/pg_dump --format=directory --jobs=4 --no-password
       --file=/var/backups/runbook/postgresql/app/20261122T020000Z/data --snapshot=00000003-0000001B-1"
+steps:
+  description:
+    - What the run did, in order, with the seconds each step took. The row counts run while C(pg_dump) runs,
+      so their time is part of the C(pg_dump) step. Empty in check mode.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    step: {description: What was done., type: str}
+    duration_s: {description: Seconds it took., type: float}
+  sample: [{"step": "pg_dump (row counts taken alongside)", "duration_s": 17.9}]
 server_version:
   description: Server version.
   returned: always
@@ -266,6 +282,7 @@ def plan_backup(info: ConnInfo, name: str, dest: str, jobs: int, compress: int |
         "changed": True,
         "backup": {"path": parent, "size_bytes": int(facts["size_bytes"]), "tables": tables},
         "backup_set": set_reference(dest, kind=KIND, source=name),
+        "steps": [],
         "commands": [shown_command(argv)],
         "server_version": version,
     }
@@ -333,6 +350,11 @@ def run_backup(
             snap_conn.close()
         if not conn.closed:
             conn.close()
+    steps = [
+        {"step": "pg_dump (row counts taken alongside)", "duration_s": round(dumped_s, 3)},
+        {"step": "row counts in the dump snapshot", "duration_s": round(counted_s, 3)},
+        {"step": "fsync and SHA-256 of every file, write manifest", "duration_s": round(time.monotonic() - t_seal, 3)},
+    ]
     return {
         "changed": True,
         "backup": {
@@ -342,15 +364,9 @@ def run_backup(
             "duration_s": manifest["duration_s"],
             "tables": tables,
             "manifest": manifest,
-            "steps": [
-                {"step": "pg_dump (row counts taken alongside)", "duration_s": round(dumped_s, 3)},
-                {"step": "row counts in the dump snapshot", "duration_s": round(counted_s, 3)},
-                {
-                    "step": "fsync and SHA-256 of every file, write manifest",
-                    "duration_s": round(time.monotonic() - t_seal, 3),
-                },
-            ],
+            "steps": steps,
         },
+        "steps": steps,
         "backup_set": set_reference(dest, manifest, location=writer.path),
         "commands": [shown_command(argv)],
         "server_version": version,

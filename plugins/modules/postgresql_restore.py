@@ -201,13 +201,26 @@ restore:
       elements: str
       sample: [app_pre_restore_20261121t020000z, app_pre_restore_20261122t020000z]
     steps:
-      description: Steps taken (or planned), in order, each with its duration in seconds.
+      description:
+        - Steps taken (or planned), in order, each with its duration in seconds.
+        - Deprecated, use C(steps); to be removed in runbook.stack 2.0.0.
       type: list
       elements: dict
       sample: [{"step": "verify checksums", "duration_s": 0.8}]
     duration_s:
       description: Seconds the restore took.
       type: float
+steps:
+  description:
+    - What the run did, in order, with the seconds each step took, as every module of this collection returns them.
+    - In check mode, the steps a real run would take, without durations.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    step: {description: What was done (or would be)., type: str}
+    duration_s: {description: Seconds it took; not in check mode., type: float}
+  sample: [{"step": "verify checksums", "duration_s": 0.8}]
 commands:
   description: Client commands that ran (or would run); passwords are passed in the environment, never here.
   returned: always
@@ -534,7 +547,7 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
                 result = plan(params, bset, name, verified, exists, databases)
                 target = result["temporary_database"] or name
                 commands.append(shown_command(pg_restore_argv(pg_restore, jobs, target, bset)))
-                return {"changed": True, "restore": result, "commands": commands}
+                return {"changed": True, "restore": result, "steps": result["steps"], "commands": commands}
 
             dropped = scratch_copies(name, databases)
             for db in dropped:
@@ -563,7 +576,7 @@ def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         steps=steps.items,
         duration_s=round(time.monotonic() - t0, 3),
     )
-    return {"changed": True, "restore": restored, "commands": commands}
+    return {"changed": True, "restore": restored, "steps": restored["steps"], "commands": commands}
 
 
 def _apply_retention(admin: Any, name: str, just_kept: str | None, limit: int, steps: Steps) -> list[str]:

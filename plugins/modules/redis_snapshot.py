@@ -116,17 +116,23 @@ EXAMPLES = r"""
 
 RETURN = r"""
 backup_id:
-  description: Id of the new set (UTC start time). Not returned in check mode.
+  description:
+    - Id of the new set (UTC start time). Not returned in check mode.
+    - Deprecated, use C(backup_set.backup_id); to be removed in runbook.stack 2.0.0.
   returned: success and not check mode
   type: str
   sample: 20261122T020000Z
 source:
-  description: Name of the server in the backup layout (O(source), or its default C(<login_host>:<login_port>)).
+  description:
+    - Name of the server in the backup layout (O(source), or its default C(<login_host>:<login_port>)).
+    - Deprecated, use C(backup_set.source); to be removed in runbook.stack 2.0.0.
   returned: success
   type: str
   sample: 127.0.0.1:6379
 path:
-  description: Directory of the set (in check mode, the directory the set would be created in).
+  description:
+    - Directory of the set (in check mode, the directory the set would be created in).
+    - Deprecated, use C(backup_set.location); to be removed in runbook.stack 2.0.0.
   returned: always
   type: str
   sample: /var/backups/runbook/redis/127.0.0.1%3A6379/20261122T020000Z

@@ -257,6 +257,21 @@ sample:
       type: list
       elements: str
   sample: {"to_copy": ["img/1.png"], "to_delete": ["tmp/stray.txt"], "to_keep": ["img/1.png", "tmp/stray.txt"]}
+steps:
+  description:
+    - What the run did, in order, with the seconds each step took, as every module of this collection returns
+      them; a check run finds the set and plans only.
+  type: list
+  elements: dict
+  returned: always
+  contains:
+    step: {description: What was done., type: str}
+    duration_s: {description: Seconds it took., type: float}
+  sample:
+    - {"step": "find the set and check its objects", "duration_s": 0.12}
+    - {"step": "list the target and plan", "duration_s": 0.05}
+    - {"step": "server-side copies from the set", "duration_s": 1.7}
+    - {"step": "verify the target against the manifest", "duration_s": 0.06}
 duration_s:
   description: Seconds the module spent.
   type: float
@@ -272,6 +287,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.ids import BackupSetError
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.reader import find_set
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, stop_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.steps import Steps
 from ansible_collections.runbook.stack.plugins.module_utils._s3.connection import client, conn_info, s3_argument_spec
 from ansible_collections.runbook.stack.plugins.module_utils._s3.copier import Copier, CopyJob
 from ansible_collections.runbook.stack.plugins.module_utils._s3.copy_plan import (
@@ -344,6 +360,7 @@ def main() -> None:
         # the version as _s3.copy_plan.DEPRECATED_ROOT_REMOVAL: sanity's pylint wants a literal here
         module.deprecate(deprecated, version="2.0.0", collection_name="runbook.stack")
     t0 = time.monotonic()
+    steps = Steps()
     source = p["source_bucket"] or p["bucket"]
     what = f"backup {p['backup_id']} of bucket {source!r}"
     done = dict(copied=0, deleted=0, kept=0)
@@ -370,6 +387,7 @@ def main() -> None:
         to_prefix = from_prefix if p["prefix"] is None else p["prefix"]
         check_no_overlap(p["bucket"], to_prefix, backup_bucket, backup_prefix)
         set_key_prefix = f"{storage.key(found.rel)}/"
+        steps.mark("find the set and check its objects")
 
         # 2. the target, the plan and where what it replaces is kept
         target = target_listing(target_bucket, to_prefix)
@@ -393,6 +411,7 @@ def main() -> None:
                 to_keep=sample((key for key, _size, _etag in to_keep), p["sample_size"]),
             ),
         )
+        steps.mark("list the target and plan")
         if module._diff:
             result["diff"] = restore_diff(plan, p["bucket"], keeping["keep_prefix"], found.backup_id, p["sample_size"])
         if not plan.copy and not plan.delete:
@@ -401,6 +420,7 @@ def main() -> None:
             if problems:
                 raise S3Error(f"the target does not match the snapshot: {shown(problems)}")
             result["verified"] = len(entries)
+            steps.mark("verify the target (nothing to change)")
         elif not module.check_mode:
             copier = Copier(info, cli, p["concurrency"], p["multipart_threshold"], p["part_size"])
             # 3. keep what is replaced or deleted, checked, before anything changes (only if unchanged
@@ -422,6 +442,7 @@ def main() -> None:
                 if problems:
                     raise S3Error(f"the kept copies do not match the objects they keep: {shown(problems)}")
                 done["kept"] = len(keep_jobs)
+                steps.mark("keep what is replaced or deleted, and check the copies")
             # 4. copies (server-side, from the backup objects, only if they still have the recorded ETag)
             jobs = [
                 CopyJob(
@@ -436,9 +457,11 @@ def main() -> None:
             ]
             copier.run(jobs)
             done["copied"] = len(jobs)
+            steps.mark("server-side copies from the set")
             # 5. deletes (mirror)
             if plan.delete:
                 done["deleted"] = target_bucket.delete_keys(plan.delete)
+                steps.mark("delete what the set does not hold")
             # 6. verify the target against the manifest
             after = target_listing(target_bucket, to_prefix)
             problems = verify_restore(
@@ -447,6 +470,7 @@ def main() -> None:
             if problems:
                 raise S3Error(f"verification failed, the target does not match the snapshot: {shown(problems)}")
             result["verified"] = len(entries)
+            steps.mark("verify the target against the manifest")
     except (S3Error, BackupSetError, OSError, Interrupted) as exc:
         where = keeping["kept_location"]
         if where and done["kept"]:
@@ -461,6 +485,7 @@ def main() -> None:
             changed=any(done.values()),
             **done,
             **keeping,
+            steps=steps.items,
             duration_s=round(time.monotonic() - t0, 3),
         )
     module.exit_json(
@@ -469,6 +494,7 @@ def main() -> None:
         **result,
         **done,
         **keeping,
+        steps=steps.items,
         duration_s=round(time.monotonic() - t0, 3),
     )
 

@@ -108,12 +108,16 @@ EXAMPLES = r"""
 
 RETURN = r"""
 backup_id:
-  description: Id of the new set (its UTC start time). Empty in check mode.
+  description:
+    - Id of the new set (its UTC start time). Empty in check mode.
+    - Deprecated, use C(backup_set.backup_id); to be removed in runbook.stack 2.0.0.
   type: str
   returned: always
   sample: 20261122T020000Z
 location:
-  description: The set's URL (in check mode, the prefix it would go under).
+  description:
+    - The set's URL (in check mode, the prefix it would go under).
+    - Deprecated, use C(backup_set.location); to be removed in runbook.stack 2.0.0.
   type: str
   returned: always
   sample: s3://backups/s3/app-uploads/20261122T020000Z
@@ -143,20 +147,23 @@ duration_s:
   returned: always
   sample: 4.87
 steps:
-  description: Seconds per phase; C(copy_s) and C(manifest_s) are 0 in check mode.
-  type: dict
+  description:
+    - What the run did, in order, with the seconds each step took, as every module of this collection returns
+      them; a check run lists the source only.
+  type: list
+  elements: dict
   returned: always
   contains:
-    list_s:
-      description: Listing the source.
+    step:
+      description: What was done.
+      type: str
+    duration_s:
+      description: Seconds it took.
       type: float
-    copy_s:
-      description: The server-side copies.
-      type: float
-    manifest_s:
-      description: Writing C(manifest.json).
-      type: float
-  sample: {"list_s": 0.41, "copy_s": 4.12, "manifest_s": 0.09}
+  sample:
+    - {"step": "list the source", "duration_s": 0.41}
+    - {"step": "server-side copies", "duration_s": 4.12}
+    - {"step": "write manifest.json", "duration_s": 0.09}
 backup_set:
   description:
     - The set written, in the shape every module that writes sets returns; its C(kind), C(source), C(backup_id)
@@ -191,6 +198,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set.ids impo
 )
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.manifest import build_manifest, manifest_bytes
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import Interrupted, stop_on_signals
+from ansible_collections.runbook.stack.plugins.module_utils._common.steps import Steps
 from ansible_collections.runbook.stack.plugins.module_utils._s3.connection import client, conn_info, s3_argument_spec
 from ansible_collections.runbook.stack.plugins.module_utils._s3.copier import Copier, CopyJob
 from ansible_collections.runbook.stack.plugins.module_utils._s3.copy_plan import (
@@ -228,7 +236,7 @@ class Snapshot:
         self.storage = S3Storage(f"s3://{self.backup_bucket}/{self.root}", self.info, self.cli)
         self.copier: Copier | None = None
         self.dest_prefix = ""  # set once copies may have been made
-        self.steps = {"list_s": 0.0, "copy_s": 0.0, "manifest_s": 0.0}
+        self.steps = Steps()
         self.result: dict[str, Any] = dict(
             changed=False,
             backup_id="",
@@ -242,12 +250,11 @@ class Snapshot:
         self.manifest: dict[str, Any] | None = None  # once sealed
 
     def plan(self) -> None:
-        t0 = time.monotonic()
-        listed = S3Storage.bucket_root(self.bucket, self.info, self.cli).list_objects(self.prefix)
-        self.listed = [o for o in listed if not is_kept_key(o["Key"], self.prefix)]  # s3_restore's kept copies
-        if not self.storage.exists(""):
-            raise S3Error(f"cannot write the snapshot: bucket {self.backup_bucket!r} does not exist")
-        self.steps["list_s"] = round(time.monotonic() - t0, 3)
+        with self.steps.step("list the source"):
+            listed = S3Storage.bucket_root(self.bucket, self.info, self.cli).list_objects(self.prefix)
+            self.listed = [o for o in listed if not is_kept_key(o["Key"], self.prefix)]  # s3_restore's kept copies
+            if not self.storage.exists(""):
+                raise S3Error(f"cannot write the snapshot: bucket {self.backup_bucket!r} does not exist")
         threshold = self.p["multipart_threshold"]
         self.result.update(
             changed=True,  # every real run makes a new set
@@ -262,7 +269,7 @@ class Snapshot:
         self.dest_prefix = set_prefix(self.backup_prefix, self.bucket, backup_id)
         self.result.update(backup_id=backup_id, location=f"s3://{self.backup_bucket}/{self.dest_prefix.rstrip('/')}")
 
-        t1 = time.monotonic()
+        self.steps.mark("allocate the set id")
         self.copier = Copier(self.info, self.cli, p["concurrency"], p["multipart_threshold"], p["part_size"])
         jobs = [
             CopyJob(
@@ -278,9 +285,8 @@ class Snapshot:
             for o in self.listed
         ]
         self.copier.run(jobs)
-        self.steps["copy_s"] = round(time.monotonic() - t1, 3)
+        self.steps.mark("server-side copies")
 
-        t2 = time.monotonic()
         entries = []
         for obj, job in zip(self.listed, jobs):
             if job.vanished:
@@ -319,7 +325,7 @@ class Snapshot:
         manifest["objects"] = entries
         self.storage.write_atomic(f"{set_rel(self.kind, self.bucket, backup_id)}/{MANIFEST}", manifest_bytes(manifest))
         self.manifest = manifest
-        self.steps["manifest_s"] = round(time.monotonic() - t2, 3)
+        self.steps.mark("write manifest.json")
         self.result.update(
             objects=len(entries), bytes=total, multipart_objects=multipart, vanished=sum(1 for j in jobs if j.vanished)
         )
@@ -378,12 +384,12 @@ def main() -> None:
             if run.result["backup_id"]:
                 msg += f" into {run.result['location']}"
             msg += f": {exc}{run.clean_up()}"
-            extra = dict(run.result, steps=run.steps)
+            extra = dict(run.result, steps=run.steps.items)
         else:
             msg += f": {exc}"
         module.fail_json(msg=msg, **extra, duration_s=round(time.monotonic() - t0, 3))
     module.exit_json(
-        **run.result, backup_set=run.backup_set(), duration_s=round(time.monotonic() - t0, 3), steps=run.steps
+        **run.result, backup_set=run.backup_set(), duration_s=round(time.monotonic() - t0, 3), steps=run.steps.items
     )
 
 

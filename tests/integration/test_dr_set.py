@@ -56,6 +56,7 @@ def test_check_mode_writes_nothing(lab, module, components):
     res = ok(module("dr_set", {**lab["s3"], "dest": str(root), "name": "shop", "components": refs}, check_mode=True))
     assert res["changed"] is True
     assert len(res["components"]) == 3
+    assert [s["step"] for s in res["steps"]] == ["find the component sets"]
     assert not (root / "dr").exists()
 
 
@@ -64,6 +65,8 @@ def test_dr_set_pins_components_and_info_finds_it_intact(lab, module, components
     res = ok(module("dr_set", {**lab["s3"], "dest": str(root), "name": "shop", "components": refs}))
     manifest = json.loads((Path(res["path"]) / "manifest.json").read_text())
     assert manifest["kind"] == "dr"
+    assert [s["step"] for s in res["steps"]] == ["find the component sets", "write the DR set"]
+    assert res["duration_s"] >= sum(s["duration_s"] for s in res["steps"]) - 0.01
     recorded = {c["kind"]: c for c in manifest["facts"]["components"]}
     assert recorded["postgresql"]["backup_id"] == made["pg"]["backup"]["id"]
     assert recorded["postgresql"]["facts"], recorded["postgresql"]

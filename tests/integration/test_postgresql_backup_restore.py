@@ -210,6 +210,7 @@ def test_backup_writes_a_sealed_private_set(lab, module, app_db, tmp_backup_root
     assert backup["size_bytes"] == sum(f["size"] for f in manifest["files"])
     assert [st["step"].split()[0] for st in backup["steps"]] == ["pg_dump", "row", "fsync"]
     assert all(st["duration_s"] >= 0 for st in backup["steps"])
+    assert res["steps"] == backup["steps"]  # top level, as every module returns them
     assert any(c.startswith(res["commands"][0].split()[0]) and "--jobs=2" in c for c in res["commands"])
 
 
@@ -247,6 +248,8 @@ def test_swap_keeps_previous_and_rolls_back_later_writes(lab, module, app_db, tm
     assert res.get("changed"), res
     prev = res["restore"]["previous_database"]
     assert prev == f"{app_db}_pre_restore_{b['backup']['id'].lower()}"
+    assert [s["step"] for s in res["steps"]][:2] == ["find backup set", "verify checksums"], res["steps"]
+    assert res["steps"] == res["restore"]["steps"] and all(s["duration_s"] >= 0 for s in res["steps"])
     assert fingerprint(lab, app_db) == before
     # the replaced database is kept, with the write made after the backup, and accepts connections
     assert sql(lab, "SELECT count(*) FROM app.orders", dbname=prev)[0][0] == 2001
@@ -307,6 +310,7 @@ def test_backup_check_mode_writes_nothing(lab, module, app_db, tmp_backup_root):
     assert res.get("changed") is True, res
     assert "app.orders" in res["backup"]["tables"]
     assert res["backup"]["size_bytes"] > 0
+    assert res["steps"] == []
     assert not (tmp_backup_root / "new").exists()
 
 
@@ -324,6 +328,7 @@ def test_restore_check_mode_changes_nothing(lab, module, app_db, tmp_backup_root
         f"stop sessions on {app_db} and rename it to {plan['previous_database']}",
         f"rename {plan['temporary_database']} to {app_db}",
     ]
+    assert res["steps"] == plan["steps"]  # top level, as every module returns them
     assert fingerprint(lab, app_db) == before
     assert sql(lab, "SELECT datname FROM pg_database ORDER BY 1") == dbs_before
 

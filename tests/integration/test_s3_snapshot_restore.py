@@ -123,6 +123,7 @@ def test_round_trip_snapshot_damage_restore(lab, module, cli, buckets):
     assert planned["changed"] is True and planned["objects"] == 6 and planned["multipart_objects"] == 1
     assert planned["bytes"] == sum(len(v[0]) for v in WEIRD.values()) + len(big)
     assert planned["backup_id"] == "" and _keys(cli, bak) == set()
+    assert [s["step"] for s in planned["steps"]] == ["list the source"]
     assert planned["backup_set"] == {
         "kind": "s3",
         "source": src,
@@ -139,7 +140,13 @@ def test_round_trip_snapshot_damage_restore(lab, module, cli, buckets):
     bid = snap["backup_id"]
     assert snap["changed"] is True and snap["objects"] == 6 and snap["multipart_objects"] == 1
     assert snap["location"] == f"s3://{bak}/s3/{src}/{bid}"
-    assert set(snap["steps"]) == {"list_s", "copy_s", "manifest_s"}
+    assert [s["step"] for s in snap["steps"]] == [
+        "list the source",
+        "allocate the set id",
+        "server-side copies",
+        "write manifest.json",
+    ]
+    assert all(s["duration_s"] >= 0 for s in snap["steps"]), snap["steps"]
     keys = _keys(cli, bak)
     set_prefix = f"s3/{src}/{bid}/"
     assert keys == {f"{set_prefix}manifest.json"} | {f"{set_prefix}objects/{k}" for k in original}
@@ -184,11 +191,19 @@ def test_round_trip_snapshot_damage_restore(lab, module, cli, buckets):
         ["docs/with space.txt", "big/12mib.bin", "img/a.png", "docs/ünïcödé-日本.bin"]
     )
     assert preview["copied"] == 0 and listing(cli, src) == before_src and listing(cli, bak) == before_bak
+    assert [s["step"] for s in preview["steps"]] == ["find the set and check its objects", "list the target and plan"]
 
     restored = ok(module("s3_restore", conn(lab, bucket=src, backup_bucket=bak, **SMALL_MP)))
     assert restored["changed"] is True and restored["backup_id"] == bid
     assert restored["copied"] == 4 and restored["skipped_objects"] == 2 and restored["verified"] == 6
     assert restored["kept"] == 2 and restored["keep_prefix"] == f"pre-restore-{bid}/"  # the 2 overwritten
+    assert [s["step"] for s in restored["steps"]] == [
+        "find the set and check its objects",
+        "list the target and plan",
+        "keep what is replaced or deleted, and check the copies",
+        "server-side copies from the set",
+        "verify the target against the manifest",
+    ]
     after = state(cli, src)
     assert after.pop("extra/stray.txt")[0] == hashlib.sha256(b"stray").hexdigest()  # missing mode keeps extras
     assert {k for k in after if k.startswith("pre-restore-")} == {
