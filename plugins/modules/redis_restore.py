@@ -398,7 +398,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     Journal,
     RedisError,
     check_rdb_magic,
-    compare_keyspace,
     conn_info,
     describe,
     journal_path,
@@ -420,6 +419,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis.persistence i
 from ansible_collections.runbook.stack.plugins.module_utils._redis.restore import (
     FileSwap,
     Server,
+    check_key_counts,
     check_not_running,
     drop_journal,
     fallback_start,
@@ -609,14 +609,7 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, w
         with steps.step("start the server and wait for loading:0"):
             reply = start_server(params, info, commands)
         found = parse_keyspace(reply)
-        problems = compare_keyspace(expected, found)
-        if problems and exact:
-            raise RedisError("key counts do not match the manifest: " + "; ".join(problems[:5]))
-        if problems:
-            warn(
-                "key counts differ from the manifest, which the snapshot marked as not exact "
-                "(the server was written to while it was taken): " + "; ".join(problems[:5])
-            )
+        check_key_counts(expected, found, exact, warn)
     except BaseException as exc:
         cause = str(exc) or type(exc).__name__
         back = roll_back(params, info, swap, commands, journal, jpath)
@@ -849,16 +842,12 @@ def verify(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool
         )
     found = parse_keyspace(reply)
     with steps.step("compare key counts"):
-        problems = compare_keyspace(expected, found)
-    if problems and bool(facts.get("keyspace_exact", True)):
-        raise RedisError(
-            "key counts do not match the manifest: " + "; ".join(problems[:5]) + f"; the restore is not finished "
-            f"(journal {jpath}): stop the server and run step roll_back"
-        )
-    if problems:
-        warn(
-            "key counts differ from the manifest, which the snapshot marked as not exact "
-            "(the server was written to while it was taken): " + "; ".join(problems[:5])
+        check_key_counts(
+            expected,
+            found,
+            bool(facts.get("keyspace_exact", True)),
+            warn,
+            then=f"; the restore is not finished (journal {jpath}): stop the server and run step roll_back",
         )
     if journal is not None:
         drop_journal(jpath, info)

@@ -80,5 +80,13 @@ def test_drill_restores_to_the_last_second_and_measures_rpo_and_rto(lab, drill):
     cached = [int(k.rsplit(b":", 1)[1]) for k in cache.scan_iter(match="cache:order:*", count=1000)]
     assert max(cached) <= pg_query(lab, "SELECT max(id) FROM shop.orders", dbname="shop")[0][0]
     assert all(c["passed"] for c in report["verifications"]), report["verifications"]
+    # the phases, from the drill's one timeline: in order, each ending where the next starts, except the
+    # wait between healthy and VERIFY; the restore's own six phases in place
+    phases = report["phases"]
+    assert [p["name"] for p in phases][:3] == ["PREPARE", "LOAD (orders without pause)", "LOSS"], phases
+    assert [p["name"] for p in phases][-1] == "VERIFY" and len(phases) == 10, phases
+    assert all(p["name"].startswith("RESTORE (") for p in phases[3:9]), phases
+    assert all(a["ended_at"] == b["started_at"] for a, b in zip(phases[:8], phases[1:9])), phases
+    assert phases[8]["ended_at"] == report["healthy_at"] <= phases[9]["started_at"], phases
     assert not FLAG.exists()
     assert subprocess.run([str(LABCTL), "status"], capture_output=True, timeout=60, check=False).returncode == 0

@@ -21,7 +21,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis.connection im
     connect,
     port_open,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._redis.info import parse_keyspace
+from ansible_collections.runbook.stack.plugins.module_utils._redis.info import compare_keyspace, parse_keyspace
 from ansible_collections.runbook.stack.plugins.module_utils._redis.journal import (
     Journal,
     journal_bytes,
@@ -286,4 +286,20 @@ def check_not_running(journal: Journal, path: str) -> None:
         raise RedisError(
             f"another redis_restore (pid {journal.pid}, started {journal.started_at}) is still restoring "
             f"set {journal.backup_id} into this server ({path}); wait for it to end or stop it, then rerun"
+        )
+
+
+def check_key_counts(
+    expected: dict[str, dict[str, int]], found: dict[str, dict[str, int]], exact: bool, warn: Callable, then: str = ""
+) -> None:
+    """Compare the restored key counts with the manifest's: a mismatch fails when the snapshot was exact
+    (RedisError, followed by ``then``, what the operator does next) and is a warning when it was not (the
+    server was written to while it was taken)."""
+    problems = compare_keyspace(expected, found)
+    if problems and exact:
+        raise RedisError("key counts do not match the manifest: " + "; ".join(problems[:5]) + then)
+    if problems:
+        warn(
+            "key counts differ from the manifest, which the snapshot marked as not exact "
+            "(the server was written to while it was taken): " + "; ".join(problems[:5])
         )

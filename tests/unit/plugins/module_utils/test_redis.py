@@ -119,3 +119,35 @@ def test_normalize_config(value, expected):
 def test_normalize_config_equal_forms():
     assert rd.normalize_config("1gb") == rd.normalize_config("1073741824")
     assert rd.normalize_config("1g") != rd.normalize_config("1gb")
+
+
+# ---------------------------------------------------------------------------------------------
+# check_key_counts: one rule for redis_restore's one-run restore and its step verify
+# ---------------------------------------------------------------------------------------------
+
+
+def test_key_counts_that_match_pass_silently():
+    from ansible_collections.runbook.stack.plugins.module_utils._redis.restore import check_key_counts
+
+    warnings = []
+    check_key_counts({"db0": {"keys": 3, "expires": 1}}, {"db0": {"keys": 2}}, True, warnings.append)
+    assert warnings == []
+
+
+def test_key_counts_of_an_exact_snapshot_must_match_and_the_error_says_what_next():
+    from ansible_collections.runbook.stack.plugins.module_utils._redis.connection import RedisError
+    from ansible_collections.runbook.stack.plugins.module_utils._redis.restore import check_key_counts
+
+    with pytest.raises(
+        RedisError, match=r"^key counts do not match the manifest: db0 has 1 keys, the snapshot had 3; run X$"
+    ):
+        check_key_counts({"db0": {"keys": 3}}, {"db0": {"keys": 1}}, True, print, then="; run X")
+
+
+def test_key_counts_of_a_snapshot_not_exact_only_warn():
+    from ansible_collections.runbook.stack.plugins.module_utils._redis.restore import check_key_counts
+
+    warnings = []
+    check_key_counts({"db0": {"keys": 3}}, {"db0": {"keys": 1}, "db1": {"keys": 2}}, False, warnings.append)
+    assert len(warnings) == 1 and "marked as not exact" in warnings[0], warnings
+    assert "db0 has 1 keys, the snapshot had 3; db1 has 2 keys, the snapshot had 0" in warnings[0]
