@@ -570,10 +570,7 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, w
     }
     if check_mode:
         planned = [] if resumed else [" ".join(control_argv(params, "stop"))]
-        planned += [f"remove {p}" for p in leftovers]
-        planned += [f"rename {swap.data_file} to {swap.previous_file}", f"install {rdb} as {swap.data_file}"]
-        if swap.aof_path:
-            planned += [f"rename {swap.aof_path} to {swap.previous_aof}", f"install {rdb} as the AOF base"]
+        planned += swap.plan(rdb, leftovers)
         planned += [" ".join(control_argv(params, "start")), "wait for loading:0", "compare key counts"]
         result.update(
             dbsize=total_keys(server.keyspace),
@@ -757,10 +754,7 @@ def install(params: dict[str, Any], info: ConnInfo, source: str, check_mode: boo
         "commands": [],
     }
     if check_mode:
-        planned = [f"remove {p}" for p in leftovers]
-        planned += [f"rename {swap.data_file} to {swap.previous_file}", f"install {rdb} as {swap.data_file}"]
-        if swap.aof_path:
-            planned += [f"rename {swap.aof_path} to {swap.previous_aof}", f"install {rdb} as the AOF base"]
+        planned = swap.plan(rdb, leftovers)
         result.update(
             previous_file=swap.previous_file if os.path.lexists(swap.data_file) or resumed else None,
             previous_aof=swap.previous_aof if swap.aof_path and (os.path.lexists(swap.aof_path) or resumed) else None,
@@ -874,10 +868,9 @@ def roll_back_step(params: dict[str, Any], info: ConnInfo, source: str, check_mo
             "step roll_back; nothing was changed"
         )
     swap = FileSwap(journal.paths, journal.backup_id, journal.previous_file, journal.previous_aof)
-    for original, kept in ((swap.data_file, swap.previous_file), (swap.aof_path, swap.previous_aof)):
-        if original and kept and os.path.lexists(kept):  # moved aside: what is in its place is the restored copy
-            swap.installed.append(original)
-            swap.moved.append((original, kept))
+    for original, kept in swap.moved_aside():  # what is in its place is the restored copy
+        swap.installed.append(original)
+        swap.moved.append((original, kept))
     leftovers = [
         os.path.join(journal.paths.dir, n) for n in restore_leftovers(journal.paths, os.listdir(journal.paths.dir))
     ]

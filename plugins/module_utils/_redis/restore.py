@@ -149,22 +149,36 @@ class FileSwap:
         fsync_dir(os.path.dirname(original))
         return True
 
+    def moved_aside(self) -> list[tuple[str, str]]:
+        """(original, kept-as) of each data file that an earlier run of this restore moved aside: its
+        kept copy exists."""
+        pairs = ((self.data_file, self.previous_file), (self.aof_path, self.previous_aof))
+        return [(original, kept) for original, kept in pairs if original and kept and os.path.lexists(kept)]
+
     def adopt(self) -> list[str]:
         """Take over an interrupted restore of the same set: what it moved aside counts as moved by
         this one (undo() puts it back), what it installed in its place is removed (it is installed
         again), and so are its partial temporary files. Returns the paths removed."""
         removed = []
-        for original, kept in ((self.data_file, self.previous_file), (self.aof_path, self.previous_aof)):
-            if original and kept and os.path.lexists(kept):
-                if os.path.lexists(original):
-                    remove_tree(original)
-                    removed.append(original)
-                self.moved.append((original, kept))
+        for original, kept in self.moved_aside():
+            if os.path.lexists(original):
+                remove_tree(original)
+                removed.append(original)
+            self.moved.append((original, kept))
         for name in restore_leftovers(self.paths, os.listdir(self.paths.dir)):
             remove_tree(os.path.join(self.paths.dir, name))
             removed.append(os.path.join(self.paths.dir, name))
         fsync_dir(self.paths.dir)
         return removed
+
+    def plan(self, rdb: str, leftovers: list[str]) -> list[str]:
+        """What apply() (after removing an interrupted run's leftovers) would do, one step each, for
+        check mode."""
+        planned = [f"remove {p}" for p in leftovers]
+        planned += [f"rename {self.data_file} to {self.previous_file}", f"install {rdb} as {self.data_file}"]
+        if self.aof_path:
+            planned += [f"rename {self.aof_path} to {self.previous_aof}", f"install {rdb} as the AOF base"]
+        return planned
 
     def apply(self, rdb: str) -> None:
         like = reference_stat([self.data_file, self.previous_file], self.paths.dir)
