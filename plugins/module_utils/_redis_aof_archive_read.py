@@ -1,13 +1,14 @@
 # Copyright: runbook.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Reading a Redis AOF archive (private): verifying its files and describing it
-(redis_aof_archive_info), and fetching the files of a selection into a staging directory, checked
+"""Reading a Redis AOF archive (private): choosing the files for a point in time (select), verifying
+them and describing the archive (redis_aof_archive_info), and fetching the files of a selection into a staging directory, checked
 against the index (redis_restore_to_time). The archive itself: _redis_aof_archive_store."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
@@ -17,12 +18,61 @@ from ansible_collections.runbook.stack.plugins.module_utils._common.files import
 from ansible_collections.runbook.stack.plugins.module_utils._redis import RedisError
 from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     AofPart,
-    Selection,
     held_range,
     manifest_text,
     utc,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_store import Store
+
+# ------------------------------------------------------------------------------------------------
+# choosing files for a point in time
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    generation: dict[str, Any]
+    incr: list[dict[str, Any]]
+    target: int
+
+
+def select(index: dict[str, Any], target: int, where: str) -> Selection:
+    """The newest generation whose base time <= ``target`` and its incr files that hold writes up to
+    ``target``; RedisError when the archive does not hold every write up to ``target``."""
+    gens = index["generations"]
+    held = held_range(index)
+    if not gens:
+        raise RedisError(f"the archive {where} holds no AOF generation")
+    span = f"{held['oldest_utc']} ({held['oldest']}) .. {held['newest_utc']} ({held['newest']})"
+    if target < held["oldest"]:
+        raise RedisError(
+            f"target time {utc(target)} ({target}) is older than the oldest data held in {where}: {span}; "
+            "nothing was changed"
+        )
+    pos = max(i for i, g in enumerate(gens) if g["base"]["time"] <= target)
+    gen = gens[pos]
+    last = pos == len(gens) - 1
+    if target > gen["covered_until"] and (last or not gen.get("sealed")):
+        if last:
+            raise RedisError(
+                f"target time {utc(target)} ({target}) is newer than the newest write held in {where}: {span} "
+                "(writes after it were not archived yet: run redis_aof_archive, or choose an earlier time); "
+                "nothing was changed"
+            )
+        raise RedisError(
+            f"the writes from {utc(gen['covered_until'] + 1)} to {utc(gens[pos + 1]['base']['time'] - 1)} were not "
+            f"archived (an AOF rewrite dropped them before an archive run), so {utc(target)} ({target}) cannot be "
+            "restored; nothing was changed"
+        )
+    incr, before = [], gen["base"]["time"]
+    for entry in gen["incr"]:
+        # commands before a file's first #TS are of the second of the last #TS before them (the base's
+        # time for the first file of a generation)
+        start = before if entry.get("untimed") else entry.get("first_ts")
+        if start is not None and start <= target:
+            incr.append(entry)
+        before = entry.get("last_ts") or before
+    return Selection(generation=gen, incr=incr, target=target)
 
 
 def verify_entry(store: Store, gen_id: str, entry: dict[str, Any]) -> str | None:

@@ -271,13 +271,12 @@ from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest import (
     PgBackRestError,
     elapsed,
     pgbackrest_argument_spec,
-    restore_argv,
-    restore_target,
     run,
     runner_from_params,
     shown,
     stanza_data_dir,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest_target import restore_argv, restore_target
 from ansible_collections.runbook.stack.plugins.module_utils._postgresql import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,

@@ -295,11 +295,10 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     aof_settings,
     held_range,
     parse_time,
-    select,
     utc,
     wait_rewrite_idle,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_read import assemble
+from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_read import assemble, select
 from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_store import (
     is_s3,
     open_store,

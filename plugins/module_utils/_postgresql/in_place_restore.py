@@ -39,12 +39,12 @@ from ansible_collections.runbook.stack.plugins.module_utils._common.text import 
 from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest import (
     PgBackRestError,
     Runner,
-    restore_argv,
     run,
     shown,
     stanza_data_dir,
     stanza_info,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest_target import restore_argv
 from ansible_collections.runbook.stack.plugins.module_utils._postgresql.connection import (
     DB_ERRORS,
     ConnInfo,

@@ -13,9 +13,8 @@ from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest import (
     Runner,
     parse_info,
     render_config,
-    restore_argv,
-    restore_target,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._pgbackrest_target import restore_argv, restore_target
 
 
 def test_targets():

@@ -18,8 +18,8 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     rdb_ctime,
     scan_aof,
     seal_allowed,
-    select,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_read import select
 from ansible_collections.runbook.stack.plugins.module_utils._redis_aof_archive_store import (
     MAX_PARTS,
     PART_MAX,
