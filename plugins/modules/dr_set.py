@@ -72,7 +72,7 @@ options:
         required: true
       host:
         description:
-          - The inventory host it was taken on. M(runbook.stack.dr_restore) restores a PostgreSQL or
+          - The inventory host it was taken on. The C(runbook.stack.dr_restore) role restores a PostgreSQL or
             Redis set only on that host (or on the host whose C(dr_restore_source_host) names it), so
             two database or cache hosts each get their own data back.
           - Without it, every host that runs that kind restores the set.
