@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
+import yaml
 from conftest import ROOT
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 VENV_BIN = ROOT / ".venv" / "bin"
 DEFAULT_COLLECTION_PATHS = "~/.ansible/collections:/usr/share/ansible/collections"
@@ -99,6 +101,36 @@ def _job_environment() -> Iterator[None]:
         os.environ.update(saved)
 
 
+class Credential:
+    """A credential of one of the collection's credential types (awx/credential_types/<service>.yml),
+    injected the way AWX injects a custom credential (CredentialType.inject_credential): every
+    injector template rendered in an ImmutableSandboxedEnvironment with the inputs that have a value
+    (an empty input is undefined, so it renders as ""); ``env`` goes into the job's environment,
+    ``extra_vars`` into a file under ``env/`` passed as ``-e @file``, every string tagged ``!unsafe``
+    as AWX's safe_dump writes it."""
+
+    def __init__(self, service: str, inputs: dict[str, str], routes: tuple[str, ...] = ("env", "extra_vars")) -> None:
+        """``routes`` drops one of the two injectors, to show what the other one alone reaches."""
+        ctype = yaml.safe_load((ROOT / "awx" / "credential_types" / f"{service}.yml").read_text())
+        self.service = service
+        namespace = {k: v for k, v in inputs.items() if v}
+        sandbox = ImmutableSandboxedEnvironment()
+
+        def rendered(kind: str) -> dict[str, str]:
+            templates = ctype["injectors"].get(kind, {}) if kind in routes else {}
+            return {name: sandbox.from_string(template).render(**namespace) for name, template in templates.items()}
+
+        self.env = rendered("env")
+        self.extra_vars = rendered("extra_vars")
+
+    def extra_vars_file(self, pdd: Path) -> Path:
+        path = pdd / "env" / f"credential-{self.service}.yml"
+        lines = [f"!unsafe {json.dumps(k)}: !unsafe {json.dumps(v)}" for k, v in self.extra_vars.items()]
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o400)
+        return path
+
+
 class Job:
     """The outcome of one job: runner status and rc, stdout, events and the set_stats artifact."""
 
@@ -122,14 +154,26 @@ def run_job(
     check: bool = False,
     inventory: Path = ROOT / "inventories" / "lab",
     timeout: int = 900,
+    credentials: tuple[Credential, ...] = (),
 ) -> Job:
-    """``ansible_runner.run`` of ``playbooks/<playbook>`` in ``pdd``, the lab inventory by default."""
+    """``ansible_runner.run`` of ``playbooks/<playbook>`` in ``pdd``, the lab inventory by default.
+
+    ``extravars`` are the job's own (a survey's answers, a workflow's artifacts); ``credentials`` are
+    injected on top, as AWX does (environment, and ``-e @file`` for their extra variables)."""
+    # nothing of an earlier job carries over: ansible-runner would read back an env/envvars or
+    # env/cmdline it wrote then (suppress_env_files below keeps it from writing them)
+    for stale in [*(pdd / "env").glob("credential-*.yml"), pdd / "env" / "envvars", pdd / "env" / "cmdline"]:
+        stale.unlink(missing_ok=True)
     (pdd / "env" / "extravars").write_text(json.dumps(extravars or {}))
-    cmdline = "--check" if check else None
+    args = ["--check"] if check else []
+    args += [f"-e @{c.extra_vars_file(pdd)}" for c in credentials if c.extra_vars]
+    cmdline = " ".join(args) or None
     envvars = {
         "ANSIBLE_COLLECTIONS_PATH": f"{pdd / 'requirements_collections'}:{DEFAULT_COLLECTION_PATHS}",
         "ANSIBLE_NOCOLOR": "1",
     }
+    for credential in credentials:
+        envvars.update(credential.env)
     with _job_environment():
         runner = ansible_runner.run(
             private_data_dir=str(pdd),
@@ -138,6 +182,7 @@ def run_job(
             envvars=envvars,
             tags=tags,
             cmdline=cmdline,
+            suppress_env_files=True,
             quiet=True,
             timeout=timeout,
         )
