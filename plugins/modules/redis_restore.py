@@ -424,6 +424,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis.restore impor
     drop_journal,
     fallback_start,
     journal_dir,
+    manifest_keyspace,
     read_journal,
     read_server,
     write_journal,
@@ -523,7 +524,7 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, w
     with steps.step("verify checksums and RDB magic"):
         rdb, verified = verify_set(bset)
     facts = bset.manifest["facts"]
-    expected = {str(k): {f: int(n) for f, n in v.items()} for k, v in facts["keyspace"].items()}
+    expected = manifest_keyspace(facts)
     exact = bool(facts.get("keyspace_exact", True))
 
     with steps.step("read data paths from the server"):
@@ -804,7 +805,7 @@ def verify(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool
         raise BackupSetError(
             f"the manifest of {bset.location} has no facts.keyspace; it was not written by redis_snapshot"
         )
-    expected = {str(k): {f: int(n) for f, n in v.items()} for k, v in facts["keyspace"].items()}
+    expected = manifest_keyspace(facts)
     data_dir = given_data_dir(params) or journal_dir(info)
     jpath = journal_path(data_dir, info.port) if data_dir else None
     journal = read_journal(jpath) if jpath else None

@@ -303,6 +303,11 @@ def check_not_running(journal: Journal, path: str) -> None:
         )
 
 
+def manifest_keyspace(facts: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """The key counts a redis_snapshot manifest recorded (facts.keyspace), as compare_keyspace takes them."""
+    return {str(k): {f: int(n) for f, n in v.items()} for k, v in facts["keyspace"].items()}
+
+
 def check_key_counts(
     expected: dict[str, dict[str, int]], found: dict[str, dict[str, int]], exact: bool, warn: Callable, then: str = ""
 ) -> None:
