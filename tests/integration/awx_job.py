@@ -155,16 +155,26 @@ def run_job(
     inventory: Path = ROOT / "inventories" / "lab",
     timeout: int = 900,
     credentials: tuple[Credential, ...] = (),
+    idle_timeout: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> Job:
-    """``ansible_runner.run`` of ``playbooks/<playbook>`` in ``pdd``, the lab inventory by default.
+    """``ansible_runner.run`` of ``playbooks/<playbook>`` (or a path in the project) in ``pdd``, the lab
+    inventory by default.
 
     ``extravars`` are the job's own (a survey's answers, a workflow's artifacts); ``credentials`` are
-    injected on top, as AWX does (environment, and ``-e @file`` for their extra variables)."""
+    injected on top, as AWX does (environment, and ``-e @file`` for their extra variables).
+    ``idle_timeout`` is AWX's DEFAULT_JOB_IDLE_TIMEOUT (a job silent that long is killed); ``env``
+    adds environment variables (AWX's "extra environment variables")."""
     # nothing of an earlier job carries over: ansible-runner would read back an env/envvars or
     # env/cmdline it wrote then (suppress_env_files below keeps it from writing them)
     for stale in [*(pdd / "env").glob("credential-*.yml"), pdd / "env" / "envvars", pdd / "env" / "cmdline"]:
         stale.unlink(missing_ok=True)
     (pdd / "env" / "extravars").write_text(json.dumps(extravars or {}))
+    # AWX writes its job timeouts to env/settings (ansible-runner reads idle_timeout only from there)
+    settings = pdd / "env" / "settings"
+    settings.unlink(missing_ok=True)
+    if idle_timeout is not None:
+        settings.write_text(json.dumps({"idle_timeout": idle_timeout}))
     args = ["--check"] if check else []
     args += [f"-e @{c.extra_vars_file(pdd)}" for c in credentials if c.extra_vars]
     cmdline = " ".join(args) or None
@@ -172,12 +182,13 @@ def run_job(
         "ANSIBLE_COLLECTIONS_PATH": f"{pdd / 'requirements_collections'}:{DEFAULT_COLLECTION_PATHS}",
         "ANSIBLE_NOCOLOR": "1",
     }
+    envvars.update(env or {})
     for credential in credentials:
         envvars.update(credential.env)
     with _job_environment():
         runner = ansible_runner.run(
             private_data_dir=str(pdd),
-            playbook=f"playbooks/{playbook}",
+            playbook=playbook if "/" in playbook else f"playbooks/{playbook}",
             inventory=str(inventory),
             envvars=envvars,
             tags=tags,
