@@ -383,7 +383,8 @@ def seed() -> int:
     """The demo shop in all three stores: database shop (lab/demo/postgresql.sql, loaded only when
     the database is missing, as playbooks/dr_drill.yml loads it), bucket shop-receipts with a receipt
     per order for the first orders, and their cache keys in Redis; the empty backup buckets
-    shop-backups and shop-offsite. Safe to run again."""
+    shop-backups and shop-offsite, and shop-restore-test (the restore test's scratch bucket). Safe to
+    run again."""
     cfg = Settings()
     admin = {**cfg.pg, "dbname": "postgres"}
     owner = setting("LAB_APP_DB_OWNER", "shop_owner")
@@ -427,9 +428,9 @@ def seed() -> int:
         with psycopg2.connect(**cfg.pg) as c, c.cursor() as cur:
             cur.execute(f'ALTER DATABASE "{cfg.db}" SET search_path = shop, public')
         c.close()
-    # the receipts, and the buckets the lab's backups write to (inventories/lab: backup_s3_buckets,
-    # backup_offsite_root)
-    for bucket in (cfg.bucket, *setting("LAB_BACKUP_BUCKETS", "shop-backups,shop-offsite").split(",")):
+    # the receipts, the buckets the lab's backups write to (inventories/lab: backup_s3_buckets,
+    # backup_offsite_root) and the restore test's scratch bucket (restore_test_s3_bucket)
+    for bucket in (cfg.bucket, *setting("LAB_BACKUP_BUCKETS", "shop-backups,shop-offsite,shop-restore-test").split(",")):
         try:
             cfg.s3.head_bucket(Bucket=bucket)
         except ClientError:

@@ -184,4 +184,4 @@ def test_backup_and_its_verification_are_scheduled():
     scheduled = {s["unified_job_template"] for s in SCHEDULES}
     backup_runs = {n["unified_job_template"]["name"] for w in WORKFLOWS.values() for n in w["workflow_nodes"]}
     assert any(w in scheduled for w in WORKFLOWS) and "runbook.stack backup" in backup_runs
-    assert {"runbook.stack health", "runbook.stack maintenance window"} <= scheduled
+    assert {"runbook.stack health", "runbook.stack maintenance window", "runbook.stack restore test"} <= scheduled
