@@ -196,7 +196,9 @@ backup_set:
     - The set written, in the shape every module that writes sets returns; its C(kind), C(source), C(backup_id)
       and C(root) name it as a component of M(runbook.stack.dr_set).
     - In check mode, what only a real run knows (a new set's id, location, times and size) is null.
-  returned: success
+    - On failure, the same: the set that was to be written (C(kind), C(source), C(root)), with C(backup_id) null;
+      not returned when the connection options themselves are wrong.
+  returned: success, and on failure once the connection options are read
   type: dict
   contains:
     kind: {description: Kind of the set., type: str, sample: postgresql}
@@ -478,9 +480,13 @@ def main() -> None:
     info = None
     where = f"{p['login_host']}:{p['login_port']}"
     client = None
+    # a failure names the set it was to write (source derived from the connection): callers such as
+    # the backup role's metrics know which set failed
+    failed: dict[str, Any] = {}
     try:
         info = conn_info(p)
         source = p["source"] or info.where
+        failed["backup_set"] = set_reference(p["dest"], kind=KIND, source=source)
         client = connect(info)
         if module.check_mode:
             result = plan(client, info, p, source)
@@ -488,14 +494,14 @@ def main() -> None:
             with terminate_on_signals(), private_umask():  # 0600/0700 also if killed mid-way
                 result = run(client, info, p, source)
     except (RedisError, BackupSetError) as exc:
-        module.fail_json(msg=f"cannot snapshot Redis at {where}: {exc}", duration_s=_since(started))
+        module.fail_json(msg=f"cannot snapshot Redis at {where}: {exc}", duration_s=_since(started), **failed)
     except CLIENT_ERRORS as exc:
         cause = describe(exc, info) if info else str(exc)
-        module.fail_json(msg=f"cannot snapshot Redis at {where}: {cause}", duration_s=_since(started))
+        module.fail_json(msg=f"cannot snapshot Redis at {where}: {cause}", duration_s=_since(started), **failed)
     except OSError as exc:
-        module.fail_json(msg=f"cannot snapshot Redis at {where} into {p['dest']}: {exc.strerror or exc}")
+        module.fail_json(msg=f"cannot snapshot Redis at {where} into {p['dest']}: {exc.strerror or exc}", **failed)
     except Interrupted as exc:
-        module.fail_json(msg=f"snapshot of Redis at {where} {exc}; the partial backup set was removed")
+        module.fail_json(msg=f"snapshot of Redis at {where} {exc}; the partial backup set was removed", **failed)
     finally:
         if client is not None:
             client.close()
