@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.runbook.stack.plugins.module_utils._common import process
 from ansible_collections.runbook.stack.plugins.module_utils._common.process import (
     BoundedChild,
     ChildTimeout,
@@ -27,7 +28,9 @@ from ansible_collections.runbook.stack.plugins.module_utils._common.process impo
     watchable,
 )
 
-COLLECTIONS = Path(__file__).resolve().parents[4] / ".cache" / "collections"
+# the children import the collection from where this run found it: the directory that holds
+# ansible_collections/ (.cache/collections here, the tree ansible-test set up under ansible-test units)
+COLLECTIONS = Path(process.__file__).parents[6]
 ENV = {**os.environ, "PYTHONPATH": str(COLLECTIONS)}
 
 # A "module": inside terminate_on_signals() it waits a minute, unless it is interrupted; it writes
