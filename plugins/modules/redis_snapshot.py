@@ -196,7 +196,7 @@ backup_set:
     - The set written, in the shape every module that writes sets returns; its C(kind), C(source), C(backup_id)
       and C(root) name it as a component of M(runbook.stack.dr_set).
     - In check mode, what only a real run knows (a new set's id, location, times and size) is null.
-    - On failure, the same: the set that was to be written (C(kind), C(source), C(root)), with C(backup_id) null;
+    - On failure, likewise the set that was to be written (C(kind), C(source), C(root)), with C(backup_id) null;
       not returned when the connection options themselves are wrong.
   returned: success, and on failure once the connection options are read
   type: dict

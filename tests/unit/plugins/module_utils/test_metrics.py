@@ -65,6 +65,10 @@ def apply(text: str, *metrics) -> tuple[str, object]:
     return render(tf), changes
 
 
+def rendered(text: str, *metrics) -> str:
+    return apply(text, *metrics)[0]
+
+
 # ---------------------------------------------------------------- rendering, read back by Prometheus' parser
 def test_new_file_has_help_type_and_samples_prometheus_reads():
     text, changes = apply(
@@ -95,7 +99,7 @@ def test_new_file_has_help_type_and_samples_prometheus_reads():
 
 def test_label_values_and_help_are_escaped_and_read_back_exactly():
     nasty = 'back\\slash "quoted"\nnewline'
-    text, _ = apply("", metric("m", ({"v": nasty}, 2), help='help with \\ and\nnewline "quotes"'))
+    text = rendered("", metric("m", ({"v": nasty}, 2), help='help with \\ and\nnewline "quotes"'))
     assert 'm{v="back\\\\slash \\"quoted\\"\\nnewline"} 2' in text
     assert '# HELP m help with \\\\ and\\nnewline "quotes"\n' in text
     assert prom(text) == {("m", (("v", nasty),)): 2.0}
@@ -129,7 +133,7 @@ def test_values_are_written_as_prometheus_reads_them(value, text, number):
     got_number, got_text = to_number(value, "metric m")
     assert got_text == text
     assert got_number == number or (math.isnan(number) and math.isnan(got_number))
-    (read,) = prom(f"m {got_text}\n").values()
+    read = next(iter(prom(f"m {got_text}\n").values()))
     assert read == number or (math.isnan(number) and math.isnan(read))
 
 
@@ -141,7 +145,7 @@ def test_a_value_that_is_no_number_is_refused_naming_the_sample(value):
 
 # ---------------------------------------------------------------- merging
 def test_merge_replaces_the_same_series_and_keeps_every_other_sample():
-    before, _ = apply(
+    before = rendered(
         "",
         metric("last_success", ({"set": "a"}, 100), ({"set": "b"}, 100)),
         metric("last_run_success", ({"set": "a"}, 1), ({"set": "b"}, 1)),
@@ -159,14 +163,14 @@ def test_merge_replaces_the_same_series_and_keeps_every_other_sample():
 
 
 def test_the_same_values_again_change_nothing():
-    first, _ = apply(FOREIGN, metric("m", ({"a": "1"}, 5), help="h"))
+    first = rendered(FOREIGN, metric("m", ({"a": "1"}, 5), help="h"))
     again, changes = apply(first, metric("m", ({"a": "1"}, 5.0), help="h"))
     assert again == first
     assert not (changes.added or changes.updated or changes.removed)
 
 
 def test_label_order_and_empty_labels_do_not_make_another_series():
-    first, _ = apply("", metric("m", ({"b": "2", "a": "1", "tier": ""}, 5)))
+    first = rendered("", metric("m", ({"b": "2", "a": "1", "tier": ""}, 5)))
     assert first == '# TYPE m gauge\nm{a="1",b="2"} 5\n'
     again, changes = apply(first, metric("m", ({"a": "1", "b": "2"}, 6)))
     assert changes.updated == ['m{a="1",b="2"}']
@@ -174,7 +178,7 @@ def test_label_order_and_empty_labels_do_not_make_another_series():
 
 
 def test_a_foreign_file_is_kept_whole_with_its_comments_histograms_and_escapes():
-    after, _ = apply(FOREIGN, metric("runbook_health_up", ({"component": "db"}, 1)))
+    after = rendered(FOREIGN, metric("runbook_health_up", ({"component": "db"}, 1)))
     expected = prom(FOREIGN)
     expected[("runbook_health_up", (("component", "db"),))] = 1.0
     assert prom(after) == expected
@@ -184,21 +188,21 @@ def test_a_foreign_file_is_kept_whole_with_its_comments_histograms_and_escapes()
 
 
 def test_replace_drops_the_other_samples_of_the_metric_only():
-    before, _ = apply("", metric("up", ({"c": "a"}, 1), ({"c": "gone"}, 1)), metric("other", ({"c": "gone"}, 7)))
+    before = rendered("", metric("up", ({"c": "a"}, 1), ({"c": "gone"}, 1)), metric("other", ({"c": "gone"}, 7)))
     after, changes = apply(before, metric("up", ({"c": "a"}, 1), replace=True))
     assert prom(after) == {("up", (("c", "a"),)): 1.0, ("other", (("c", "gone"),)): 7.0}
     assert changes.removed == ['up{c="gone"}']
 
 
 def test_replace_with_no_samples_removes_the_metric_and_its_help():
-    before, _ = apply("", metric("up", ({"c": "a"}, 1), help="Up."), metric("keep", ({}, 1)))
+    before = rendered("", metric("up", ({"c": "a"}, 1), help="Up."), metric("keep", ({}, 1)))
     after, changes = apply(before, {"name": "up", "samples": [], "replace": True})
     assert after == "# TYPE keep gauge\nkeep 1\n"
     assert changes.removed == ['up{c="a"}']
 
 
 def test_state_absent_removes_one_sample():
-    before, _ = apply("", metric("up", ({"c": "a"}, 1), ({"c": "b"}, 1)))
+    before = rendered("", metric("up", ({"c": "a"}, 1), ({"c": "b"}, 1)))
     after, changes = apply(before, {"name": "up", "samples": [{"labels": {"c": "b"}, "state": "absent"}]})
     assert prom(after) == {("up", (("c", "a"),)): 1.0}
     assert changes.removed == ['up{c="b"}']
@@ -207,10 +211,10 @@ def test_state_absent_removes_one_sample():
 
 
 def test_help_and_type_given_replace_the_files_help_and_type_is_kept_without():
-    before, _ = apply("", metric("m", ({}, 1), help="old", type="counter"))
-    kept, _ = apply(before, metric("m", ({}, 2), type="counter"))
+    before = rendered("", metric("m", ({}, 1), help="old", type="counter"))
+    kept = rendered(before, metric("m", ({}, 2), type="counter"))
     assert kept == "# HELP m old\n# TYPE m counter\nm 2\n"
-    new, _ = apply(kept, metric("m", ({}, 2), help="new"))
+    new = rendered(kept, metric("m", ({}, 2), help="new"))
     assert new == "# HELP m new\n# TYPE m gauge\nm 2\n"
 
 
@@ -243,7 +247,7 @@ def test_a_label_value_that_is_no_string_is_refused(value):
 
 
 def test_numbers_as_label_values_are_written_as_text():
-    text, _ = apply("", metric("m", ({"port": 6379, "ratio": 0.5}, 1)))
+    text = rendered("", metric("m", ({"port": 6379, "ratio": 0.5}, 1)))
     assert prom(text) == {("m", (("port", "6379"), ("ratio", "0.5"))): 1.0}
 
 
