@@ -467,7 +467,10 @@ def read_text(path: str) -> tuple[str | None, os.stat_result | None]:
 @contextlib.contextmanager
 def locked(directory: str, timeout: float = 30.0) -> Iterator[None]:
     """Hold an exclusive flock on ``directory`` (read, merge and replace a file in it as one step)."""
-    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError as exc:
+        raise MetricsError(f"cannot lock {directory} to write in it: {exc.strerror or exc}") from None
     try:
         deadline = time.monotonic() + timeout
         while True:

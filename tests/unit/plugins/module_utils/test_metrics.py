@@ -335,3 +335,9 @@ def test_locked_makes_a_second_writer_wait_then_time_out(tmp_path):
     with locked(str(tmp_path), timeout=1):  # free again
         pass
     assert os.listdir(tmp_path) == []  # no lock file left behind
+
+
+def test_locked_on_a_directory_that_cannot_be_opened_fails_clearly(tmp_path):
+    missing = str(tmp_path / "missing")
+    with pytest.raises(MetricsError, match=r"cannot lock .*missing to write in it: No such file"), locked(missing):
+        pass
