@@ -160,11 +160,11 @@ sets:
       type: str
       sample: "2026-11-22T02:03:51.907Z"
     size_bytes:
-      description: Total size of the files listed in the manifest; V(null) without a valid manifest.
+      description: Total size of the files listed in the manifest and, for an S3 snapshot set, of its objects; V(null) without a valid manifest.
       type: int
       sample: 734003200
     file_count:
-      description: Number of files listed in the manifest; V(null) without a valid manifest.
+      description: Number of files listed in the manifest and, for an S3 snapshot set, of its objects; V(null) without a valid manifest.
       type: int
       sample: 42
     manifest:

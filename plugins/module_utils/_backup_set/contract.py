@@ -15,6 +15,7 @@ import os
 from typing import Any
 
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.ids import BackupSetError, set_rel
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.manifest import set_file_count, set_size
 
 SET_REFERENCE_KEYS = (
     "kind",
@@ -70,8 +71,6 @@ def set_reference(
             "size_bytes": None,
             "file_count": None,
         }
-    files = manifest.get("files") or []
-    objects = manifest.get("objects") or []
     kind, source, backup_id = str(manifest["kind"]), str(manifest["source"]), str(manifest["backup_id"])
     if location is None:
         rel = set_rel(kind, source, backup_id)
@@ -84,6 +83,6 @@ def set_reference(
         "location": location,
         "started": manifest.get("started"),
         "finished": manifest.get("finished"),
-        "size_bytes": int(manifest.get("total_size_bytes") or 0) + sum(int(o.get("size", 0)) for o in objects),
-        "file_count": len(files) + len(objects),
+        "size_bytes": set_size(manifest),
+        "file_count": set_file_count(manifest),
     }

@@ -57,6 +57,18 @@ def build_manifest(
     }
 
 
+def set_size(manifest: dict[str, Any]) -> int:
+    """Bytes of a set: its files and, for an S3 snapshot set, its objects (the manifest not counted)."""
+    return int(manifest.get("total_size_bytes") or 0) + sum(
+        int(o.get("size", 0)) for o in manifest.get("objects") or []
+    )
+
+
+def set_file_count(manifest: dict[str, Any]) -> int:
+    """Files of a set and, for an S3 snapshot set, its objects (the manifest not counted)."""
+    return len(manifest.get("files") or []) + len(manifest.get("objects") or [])
+
+
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:
     return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 

@@ -25,7 +25,12 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set.ids impo
     source_dirname,
     validate_kind,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._backup_set.manifest import OBJECTS_DIR, check_manifest
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.manifest import (
+    OBJECTS_DIR,
+    check_manifest,
+    set_file_count,
+    set_size,
+)
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.storage import LocalStorage, Storage
 
 # invalid sets a failed ``latest`` search names (newest first), so the message stays one line
@@ -165,8 +170,8 @@ class BackupSet:
             "error": self.error,
             "started": manifest.get("started"),
             "finished": manifest.get("finished"),
-            "size_bytes": manifest.get("total_size_bytes"),
-            "file_count": len(manifest["files"]) if self.manifest else None,
+            "size_bytes": set_size(manifest) if self.manifest else None,
+            "file_count": set_file_count(manifest) if self.manifest else None,
         }
 
 

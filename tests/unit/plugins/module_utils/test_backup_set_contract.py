@@ -15,12 +15,18 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.common.text.converters import to_bytes
 
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set import dr
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.contract import (
     SET_REFERENCE_KEYS,
     root_url,
     set_reference,
 )
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.ids import BackupSetError
+from ansible_collections.runbook.stack.plugins.module_utils._backup_set.manifest import (
+    manifest_bytes,
+    set_file_count,
+    set_size,
+)
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.reader import find_set
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.storage import LocalStorage
 from ansible_collections.runbook.stack.plugins.module_utils._backup_set.writer import LocalSetWriter
@@ -162,3 +168,53 @@ def test_backup_info_and_prune_take_backup_root(monkeypatch, capsys, tmp_path):
         monkeypatch, capsys, backup_prune, {"backup_root": str(tmp_path), "kind": "postgresql", "keep_last": 1}
     )
     assert pruned["changed"] is False and Path(writer.path).is_dir()
+
+
+# ---- size and count of a set: its files and, for an S3 snapshot, its objects
+
+
+S3_MANIFEST = {
+    "kind": "s3",
+    "source": "receipts",
+    "backup_id": "20261201T020000Z",
+    "started": "2026-12-01T02:00:00Z",
+    "finished": "2026-12-01T02:00:05Z",
+    "files": [{"path": "objects.json", "size": 100}],
+    "total_size_bytes": 100,
+    "objects": [{"key": "a", "size": 1000}, {"key": "b", "size": 2000}],
+    "facts": {"bucket": "receipts"},
+}
+
+
+class _FoundSet:
+    """What check_dr_component reads of a component set found on storage."""
+
+    def __init__(self, manifest: dict) -> None:
+        self.manifest = manifest
+        self.valid, self.error = True, None
+        self.backup_id, self.location, self.rel = manifest["backup_id"], "s3://b/s3/receipts/x", "s3/receipts/x"
+        data = manifest_bytes(manifest)
+        self.storage = type("S", (), {"read_bytes": staticmethod(lambda rel: data)})()
+
+    def verify(self, workers: int = 2) -> list:
+        return []
+
+
+def test_the_size_of_an_s3_snapshot_set_counts_its_objects():
+    assert set_size(S3_MANIFEST) == 3100 and set_file_count(S3_MANIFEST) == 3
+    assert set_size({"total_size_bytes": 7, "files": [{}]}) == 7
+    ref = set_reference("s3://backups", S3_MANIFEST)
+    assert (ref["size_bytes"], ref["file_count"]) == (3100, 3)
+
+
+def test_a_dr_set_records_the_same_size_as_the_reference_and_accepts_the_older_figure():
+    found = _FoundSet(S3_MANIFEST)
+    ref = {"kind": "s3", "source": "receipts", "backup_id": S3_MANIFEST["backup_id"], "root": "s3://backups"}
+    recorded = dr.describe_component(ref, found)
+    assert recorded["size_bytes"] == 3100
+    assert dr.check_dr_component(recorded, found, verify=False) == []
+    # a DR set written when the size was the files' only is still intact
+    assert dr.check_dr_component({**recorded, "size_bytes": 100}, found, verify=False) == []
+    # any other figure is not
+    problems = dr.check_dr_component({**recorded, "size_bytes": 999}, found, verify=False)
+    assert problems and "size_bytes: 999 in the DR set, 3100 in its manifest" in problems[0], problems
