@@ -19,10 +19,12 @@ import json
 import os
 import socket
 import subprocess
+import time
 
 import pytest
 import redis
 from conftest import LABCTL, custom_stats, pg_query, run_playbook
+from prometheus_client.parser import text_string_to_metric_families
 from test_s3_modules import _s3 as lab_client
 
 pytestmark = [pytest.mark.playbook]
@@ -70,6 +72,18 @@ def live_redis_run_id(lab) -> str:
         r.close()
 
 
+def metrics(directory) -> dict[str, float]:
+    text = (directory / "runbook_restore_test.prom").read_text()
+    return {
+        s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if s.labels == {"name": "shop"}
+    }
+
+
+@pytest.fixture(scope="module")
+def metrics_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("restore-test-metrics")
+
+
 def assert_no_scratch_left(lab) -> None:
     assert not scratch_db_exists(lab), f"scratch database {SCRATCH_DB} left behind"
     assert not port_open(SCRATCH_REDIS_PORT), "scratch Redis server left running"
@@ -85,10 +99,17 @@ def dr_set_id(lab):
     return custom_stats(run.out)["runbook_backup"]["dr_set_id"]
 
 
-def test_restore_test_restores_into_scratch_targets_verifies_and_removes_them(lab, dr_set_id, tmp_path):
+def test_restore_test_restores_into_scratch_targets_verifies_and_removes_them(lab, dr_set_id, tmp_path, metrics_dir):
     before, run_id = fingerprint(), live_redis_run_id(lab)
+    t0 = time.time()
     run = run_with_stats(
-        "restore_test.yml", "-e", f"restore_test_backup_id={dr_set_id}", "-e", f"restore_test_report_dir={tmp_path}"
+        "restore_test.yml",
+        "-e",
+        f"restore_test_backup_id={dr_set_id}",
+        "-e",
+        f"restore_test_report_dir={tmp_path}",
+        "-e",
+        f"restore_test_metrics_dir={metrics_dir}",
     )
     assert run.rc == 0, run
     stats = custom_stats(run.out)["runbook_restore_test"]
@@ -109,6 +130,11 @@ def test_restore_test_restores_into_scratch_targets_verifies_and_removes_them(la
     assert report["overall"]["passed"] is True, report["overall"]
     assert report["verification_counts"] == {"total": 3, "passed": 3, "failed": 0}
     assert 0 < stats["rto_s"] < 3600 and 0 < stats["rpo_s"] < 93600
+    prom = metrics(metrics_dir)
+    assert prom["runbook_restore_test_last_run_success"] == 1
+    assert t0 <= prom["runbook_restore_test_last_success_timestamp_seconds"] <= time.time()
+    assert prom["runbook_restore_test_rto_seconds"] == pytest.approx(stats["rto_s"])
+    assert prom["runbook_restore_test_rpo_seconds"] == pytest.approx(stats["rpo_s"])
     # the live stores were only read
     assert fingerprint() == before
     assert live_redis_run_id(lab) == run_id, "the live Redis server was restarted"
@@ -144,9 +170,16 @@ def test_a_scratch_bucket_of_the_dr_set_is_refused_before_anything_is_restored(l
     assert_no_scratch_left(lab)
 
 
-def test_a_failure_in_a_later_phase_still_removes_the_scratch_database(lab, dr_set_id):
+def test_a_failure_in_a_later_phase_still_removes_the_scratch_database(lab, dr_set_id, metrics_dir):
+    passed_at = metrics(metrics_dir)["runbook_restore_test_last_success_timestamp_seconds"]
     run = run_with_stats(
-        "restore_test.yml", "-e", f"restore_test_backup_id={dr_set_id}", "-e", "restore_test_redis_server=/bin/false"
+        "restore_test.yml",
+        "-e",
+        f"restore_test_backup_id={dr_set_id}",
+        "-e",
+        "restore_test_redis_server=/bin/false",
+        "-e",
+        f"restore_test_metrics_dir={metrics_dir}",
     )
     assert run.rc != 0, run
     stats = custom_stats(run.out)["runbook_restore_test"]
@@ -155,6 +188,11 @@ def test_a_failure_in_a_later_phase_still_removes_the_scratch_database(lab, dr_s
     assert [v["component"] for v in stats["verifications"]] == ["postgresql"], stats["verifications"]
     assert "(5/5) CLEAN UP" in [m["name"] for m in stats["timeline"]]
     assert_no_scratch_left(lab)
+    # the failed run is recorded; the last pass (the first test's) is kept
+    prom = metrics(metrics_dir)
+    assert prom["runbook_restore_test_last_run_success"] == 0
+    assert prom["runbook_restore_test_last_success_timestamp_seconds"] == passed_at
+    assert prom["runbook_restore_test_last_run_timestamp_seconds"] > passed_at
 
 
 def test_a_missed_target_fails_the_run_and_the_report_says_why(lab, dr_set_id, tmp_path):
