@@ -4,7 +4,7 @@ ROOT  := $(CURDIR)
 export PATH := $(ROOT)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 
-.PHONY: bootstrap lab-up lab-down lab-status drill test test-lint test-sanity test-unit test-integration test-molecule bench
+.PHONY: bootstrap lab-up lab-down lab-status drill test test-lint test-sanity test-core-min test-unit test-integration test-molecule bench
 
 bootstrap:
 	@scripts/bootstrap
@@ -29,6 +29,10 @@ test-lint: bootstrap
 
 test-sanity: bootstrap
 	@scripts/run-tests sanity
+
+# ansible-test sanity and units on the declared minimum ansible-core (meta/runtime.yml)
+test-core-min: bootstrap
+	@scripts/run-tests core-min
 
 test-unit: bootstrap
 	@scripts/run-tests unit
