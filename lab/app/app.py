@@ -430,7 +430,10 @@ def seed() -> int:
         c.close()
     # the receipts, the buckets the lab's backups write to (inventories/lab: backup_s3_buckets,
     # backup_offsite_root) and the restore test's scratch bucket (restore_test_s3_bucket)
-    for bucket in (cfg.bucket, *setting("LAB_BACKUP_BUCKETS", "shop-backups,shop-offsite,shop-restore-test").split(",")):
+    for bucket in (
+        cfg.bucket,
+        *setting("LAB_BACKUP_BUCKETS", "shop-backups,shop-offsite,shop-restore-test").split(","),
+    ):
         try:
             cfg.s3.head_bucket(Bucket=bucket)
         except ClientError:
