@@ -24,14 +24,14 @@ the Prometheus text exposition format (0.0.4)::
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import math
 import os
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import flock_within
 
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -472,17 +472,8 @@ def locked(directory: str, timeout: float = 30.0) -> Iterator[None]:
     except OSError as exc:
         raise MetricsError(f"cannot lock {directory} to write in it: {exc.strerror or exc}") from None
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise MetricsError(
-                        f"another writer held the lock on {directory} for more than {timeout:g} s"
-                    ) from None
-                time.sleep(0.05)
+        if not flock_within(fd, timeout):
+            raise MetricsError(f"another writer held the lock on {directory} for more than {timeout:g} s")
         yield
     finally:
         os.close(fd)

@@ -20,11 +20,9 @@ the same server is refused).
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import os
 import tempfile
-import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,7 +34,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._backup_set import (
     remove_tree,
     source_dirname,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write, fsync_dir
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_write, flock_within, fsync_dir
 from ansible_collections.runbook.stack.plugins.module_utils._redis import RedisError
 from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     ARCHIVE_DIR,
@@ -406,17 +404,8 @@ def archive_lock(store: Store, wait: float = 0) -> Iterator[None]:
     path = store.lock_path()
     fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise RedisError(
-                        f"another redis_aof_archive run is archiving into {store.path}; try again later"
-                    ) from None
-                time.sleep(LOCK_POLL)
+        if not flock_within(fd, wait, LOCK_POLL):
+            raise RedisError(f"another redis_aof_archive run is archiving into {store.path}; try again later")
         yield
     finally:
         os.close(fd)

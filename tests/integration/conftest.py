@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 LABCTL = ROOT / "lab" / "labctl"
@@ -465,3 +467,29 @@ def custom_stats(out: str) -> dict[str, Any] | None:
         if line.startswith("\tRUN: "):
             return json.loads(line[len("\tRUN: ") :])
     return None
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def ghost(tmp_path: Path) -> Path:
+    """Extra vars adding a component `ghost` whose endpoint is a closed port (the lab keeps running)."""
+    port = free_port()
+    comp = {
+        "name": "ghost",
+        "tier": "app",
+        "service": "http",
+        "control": {"type": "command", "start": ["true"]},
+        "endpoints": [{"port": port}],
+        "health": {"url": f"http://127.0.0.1:{port}/health"},
+    }
+    path = tmp_path / "ghost.yml"
+    path.write_text(
+        yaml.safe_dump({"health_check_components": "{{ runbook_components + [" + json.dumps(comp) + "] }}"})
+    )
+    return path

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import lab_seed, run_on_running_lab, run_playbook
+from conftest import free_port, lab_seed, run_on_running_lab, run_playbook
 
 # the lab inventory's components (inventories/lab)
 LAB_COMPONENTS = ("s3", "postgresql", "redis", "app", "proxy")
@@ -19,35 +17,10 @@ pytestmark = [pytest.mark.playbook]
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module", autouse=True)
 def seeded(lab):
     """The app's /health reads the shop database: it must exist (a fresh lab has none until seeded)."""
     lab_seed()
-
-
-@pytest.fixture
-def ghost(tmp_path: Path) -> Path:
-    """Extra vars adding a component `ghost` whose endpoint is a closed port (the lab keeps running)."""
-    port = free_port()
-    comp = {
-        "name": "ghost",
-        "tier": "app",
-        "service": "http",
-        "control": {"type": "command", "start": ["true"]},
-        "endpoints": [{"port": port}],
-        "health": {"url": f"http://127.0.0.1:{port}/health"},
-    }
-    path = tmp_path / "ghost.yml"
-    extra = "{{ runbook_components + [" + json.dumps(comp) + "] }}"
-    path.write_text(yaml.safe_dump({"health_check_components": extra}))
-    return path
 
 
 def report_of(path: Path) -> dict:

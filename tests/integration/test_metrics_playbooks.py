@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import custom_stats, lab_seed, run_module, run_on_running_lab, run_playbook
+from conftest import custom_stats, free_port, lab_seed, run_module, run_on_running_lab, run_playbook
 from prometheus_client.parser import text_string_to_metric_families
 
 from ansible_collections.runbook.stack.plugins.filter.textfile_metrics import iso_to_unix
@@ -49,12 +47,6 @@ def read_prom(path: Path) -> dict[str, dict[tuple, float]]:
 
 def row(kind: str, source: str) -> tuple:
     return (("kind", kind), ("source", source))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Run:
@@ -187,25 +179,6 @@ def test_a_failed_redis_snapshot_names_the_set_it_was_to_write(tmp_path):
 
 
 # ---------------------------------------------------------------- health.yml
-@pytest.fixture
-def ghost(tmp_path: Path) -> Path:
-    """Extra vars adding a component `ghost` whose endpoint is a closed port (the lab keeps running)."""
-    port = free_port()
-    comp = {
-        "name": "ghost",
-        "tier": "app",
-        "service": "http",
-        "control": {"type": "command", "start": ["true"]},
-        "endpoints": [{"port": port}],
-        "health": {"url": f"http://127.0.0.1:{port}/health"},
-    }
-    path = tmp_path / "ghost.yml"
-    path.write_text(
-        yaml.safe_dump({"health_check_components": "{{ runbook_components + [" + json.dumps(comp) + "] }}"})
-    )
-    return path
-
-
 def test_health_metrics_up_per_component_and_check_mode_writes_nothing(lab, tmp_path, ghost):
     lab_seed()
     metrics = tmp_path / "metrics"

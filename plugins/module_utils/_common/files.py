@@ -7,15 +7,32 @@
 - ``atomic_copy``: the same for a copy of a file (streamed, any size), owner and mode taken from a
   reference file.
 - ``fsync_dir``: make a rename or a new entry in a directory durable.
+- ``flock_within``: take an exclusive ``flock`` on an open file, waiting at most a given time.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
+import time
 
 PRIVATE_FILE_MODE = 0o600
+
+
+def flock_within(fd: int, timeout: float, poll: float = 0.05) -> bool:
+    """Take an exclusive flock on ``fd``, trying every ``poll`` seconds for at most ``timeout`` seconds
+    (0: one try). True once held; False when another process still holds it at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll)
 
 
 def fsync_dir(path: str) -> None:

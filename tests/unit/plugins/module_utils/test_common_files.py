@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
-from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_copy, atomic_write
+from ansible_collections.runbook.stack.plugins.module_utils._common.files import atomic_copy, atomic_write, flock_within
 
 
 def test_atomic_write_replaces_with_the_mode_asked_and_leaves_no_temp(tmp_path):
@@ -43,3 +44,21 @@ def test_atomic_copy_that_fails_keeps_the_old_file_and_no_temp(tmp_path):
         atomic_copy(str(tmp_path / "missing"), str(dest), tag="restore")
     assert dest.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["dump.rdb"]
+
+
+def test_flock_within_waits_for_a_holder_then_gives_up(tmp_path):
+    path = tmp_path / "lock"
+    path.touch()
+    holder, waiter = os.open(path, os.O_RDONLY), os.open(path, os.O_RDONLY)
+    try:
+        assert flock_within(holder, 0)
+        t0 = time.monotonic()
+        assert flock_within(waiter, 0.2, poll=0.02) is False
+        assert time.monotonic() - t0 >= 0.2
+        os.close(holder)
+        holder = -1
+        assert flock_within(waiter, 0)
+    finally:
+        for fd in (holder, waiter):
+            if fd >= 0:
+                os.close(fd)
