@@ -234,16 +234,26 @@ def test_validate_rejects_bad_entries_with_the_startup_message():
         "-e",
         json.dumps({"test_entry_point": "validate", "test_component_list": [good, ghost, nameless, untyped]}),
     )
+    # a compose component without its project directory (the list is otherwise fine)
+    projectless = {"name": "cache", "tier": "cache", "control": {"type": "compose", "service": "redis"}}
+    run_compose = run_playbook(
+        PLAYBOOK, "-e", json.dumps({"test_entry_point": "validate", "test_component_list": [good, projectless]})
+    )
+    assert run_compose.rc != 0, run_compose
+    assert (
+        "runbook_components entry cache: control type compose needs control.project_src (the directory of the"
+        " compose project) and control.service (the service in it); got project_src (none), service redis"
+    ) in run_compose.out, run_compose
     assert run.rc != 0, run
     # the message startup's and shutdown's own validate.yml gave, word for word
     expected = [
         "runbook_components entry ghost: needs name, tier (storage, database, cache, app or proxy) and"
-        " control.type (systemd, docker or command); got tier middleware, control.type command",
+        " control.type (systemd, docker, compose or command); got tier middleware, control.type command",
         "runbook_components entry {'tier': 'app', 'control': {'type': 'docker', 'container': 'shop'}}: needs name,"
-        " tier (storage, database, cache, app or proxy) and control.type (systemd, docker or command); got tier"
+        " tier (storage, database, cache, app or proxy) and control.type (systemd, docker, compose or command); got tier"
         " app, control.type docker",
         "runbook_components entry untyped: needs name, tier (storage, database, cache, app or proxy) and"
-        " control.type (systemd, docker or command); got tier proxy, control.type k8s",
+        " control.type (systemd, docker, compose or command); got tier proxy, control.type k8s",
     ]
     for message in expected:
         assert message in run.out, (message, run)

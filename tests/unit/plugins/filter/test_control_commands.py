@@ -36,12 +36,34 @@ def test_each_control_type():
     assert FilterModule().filters()["control_commands"] is control_commands
 
 
+def test_compose_stops_and_starts_the_service_of_its_project():
+    assert control_commands(comp(type="compose", project_src="/srv/shop", service="redis", stop_timeout=60)) == {
+        "stop": ["docker", "compose", "--project-directory", "/srv/shop", "stop", "--timeout", "60", "redis"],
+        "start": ["docker", "compose", "--project-directory", "/srv/shop", "start", "redis"],
+    }
+    # compose files are relative to the project directory (as the component's own tasks take them),
+    # whatever directory the command runs in
+    got = control_commands(
+        comp(
+            type="compose", project_src="/srv/shop", service="cache", files=["a.yml", "/etc/b.yml"], project_name="shop"
+        )
+    )
+    assert got["stop"] == [
+        "docker", "compose", "--file", "/srv/shop/a.yml", "--file", "/etc/b.yml", "--project-name", "shop",
+        "--project-directory", "/srv/shop", "stop", "--timeout", "30", "cache",
+    ]  # fmt: skip
+    assert got["start"][-2:] == ["start", "cache"]
+
+
 @pytest.mark.parametrize(
     ("component", "needle"),
     [
         (comp(type="systemd"), "component redis (control.type systemd) needs control.unit"),
         (comp(type="docker", container=""), "needs control.container"),
-        (comp(type="launchd", unit="x"), "control.type 'launchd'; expected systemd, docker or command"),
+        (comp(type="launchd", unit="x"), "control.type 'launchd'; expected systemd, docker, compose or command"),
+        (comp(type="compose", service="redis"), "component redis (control.type compose) needs control.project_src"),
+        (comp(type="compose", project_src="/srv/shop"), "component redis (control.type compose) needs control.service"),
+        (comp(type="compose", project_src="/srv/shop", service="redis", files="a.yml"), "control.files must be a list"),
         ({"name": "redis"}, "component redis has no control dict"),
         (comp(type="command", stop="labctl down"), "control.stop must be an argv list of strings"),
         (["redis"], "expected a component (a dict)"),
