@@ -40,8 +40,8 @@ description:
     and whether the server runs. When the start command fails again in that roll-back, the server is
     started the way it ran before the restore (its C(executable) and C(config_file) from C(INFO server),
     with C(--daemonize yes), as the user it ran as), so that a broken start command does not leave it
-    stopped; with O(service), or when it was not started from a config file, it stays stopped and the
-    message says so.
+    stopped; with O(service) or O(host_data_dir), or when it was not started from a config file, it stays
+    stopped and the message says so.
   - A stop command that fails (it cannot run, exit status 127, or it exits non-zero) while the server
     still answers fails the module within a few seconds, with the command's exit status and output, and
     nothing changed; it does not wait for O(timeout).
@@ -59,7 +59,8 @@ description:
   - When the server is down and there is no such journal, the module fails with a message that says that
     Redis at C(host:port) is down and how to go on; it changes nothing.
   - The module must run on the Redis host, as a user that may write the Redis data directory and run the
-    stop and start commands. O(login_host) and O(login_port) must reach that server.
+    stop and start commands. O(login_host) and O(login_port) must reach that server. When Redis runs in a
+    container on that host, O(host_data_dir) names the host directory mounted at its data directory.
 author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
@@ -123,12 +124,14 @@ options:
     default: 300
   data_dir:
     description:
-      - The server's data directory (C(CONFIG GET dir)), where the journal of a restore in progress is kept.
+      - The server's data directory (C(CONFIG GET dir)), where the journal of a restore in progress is kept;
+        with O(host_data_dir), that directory on this host (O(host_data_dir) itself, which is then enough).
       - Rarely needed. While a restore runs, the module also notes its data directory in
         C($XDG_STATE_HOME/runbook.stack/redis-restore-<login_host>-<login_port>.json) (default
         C(~/.local/state)) of the user it runs as, so a rerun as the same user finds an interrupted
         restore without this option; set it when the rerun runs as another user or that note is lost.
-      - When the server answers, the directory it reports is used and must be this one.
+      - When the server answers, the directory it reports (mapped to O(host_data_dir)) is used and must be
+        this one.
     type: path
   manage_service:
     description:
@@ -163,7 +166,25 @@ options:
         check-mode run of O(step=install) returned while the server ran (C(dir), C(dbfilename),
         C(appendonly), C(appendfilename), C(appenddirname)).
       - Not needed to finish an interrupted restore (its journal has them).
+      - With O(host_data_dir), the RV(data_paths) of a check-mode run with the same O(host_data_dir) (their
+        C(dir) is that directory); another C(dir) is refused.
     type: dict
+  host_data_dir:
+    description:
+      - The host directory mounted at the server's data directory (C(CONFIG GET dir)) when Redis runs in a
+        container, for example V(/srv/shop/redis-data) for a Compose volume C(./redis-data:/data) of the
+        project in C(/srv/shop). The module reads and writes the data files there (the RDB file, the AOF,
+        the kept C(.pre-restore-<backup_id>) copies and the journal of a restore in progress) instead of at
+        the path the server reports, which is the container's (V(/data)). RV(data_file), RV(previous_file),
+        RV(data_paths) and the other paths it returns are in this directory.
+      - It must be an existing directory. Set it in every run of a restore (each O(step), a rerun that
+        finishes an interrupted restore), since it also tells where the journal is.
+      - The server's process is then not looked at (its process id is the container's), so when the start
+        command fails in a roll-back, the server is not started another way.
+      - Not needed when the server runs on the host itself, or in a container whose data directory is
+        mounted at the same path on the host.
+    type: path
+    version_added: 0.2.0
 notes:
   - O(db) is not used; a restore always replaces every database of the server.
   - Stop the server with a command that saves (C(SHUTDOWN SAVE); C(SHUTDOWN) and C(systemctl stop) save
@@ -173,6 +194,10 @@ notes:
   - The kept previous files are never removed or overwritten by this module. When an earlier restore
     of the same set already keeps C(<file>.pre-restore-<backup_id>), this one keeps the current file as
     C(<file>.pre-restore-<backup_id>.2) (then C(.3), ...); RV(previous_file) names the one written.
+  - With Redis in a container (Docker Compose, say), run the module on the Docker host with O(host_data_dir)
+    set to the host side of the volume mounted at the server's data directory, and stop and start the
+    container (O(stop_command) and O(start_command), or O(manage_service=false) and a caller that does).
+    A server directory that does not exist on this host fails the module, pointing to O(host_data_dir).
 seealso:
   - module: runbook.stack.redis_snapshot
   - module: runbook.stack.backup_info
@@ -196,6 +221,17 @@ EXAMPLES = r"""
     stop_command: [redis-cli, -p, "6380", shutdown, save]
     start_command: [redis-server, /etc/redis/6380.conf]
     timeout: 600
+
+# docker-compose.yml in /srv/shop: the redis service has "volumes: [./redis-data:/data]" and
+# "ports: [127.0.0.1:6379:6379]"; the module runs on the Docker host
+- name: Restore Redis running in a Compose project
+  runbook.stack.redis_restore:
+    login_password: "{{ vault_redis_password }}"
+    backup_root: /var/backups/runbook
+    source: "127.0.0.1:6379"
+    host_data_dir: /srv/shop/redis-data
+    stop_command: [docker, compose, -f, /srv/shop/docker-compose.yml, stop, redis]
+    start_command: [docker, compose, -f, /srv/shop/docker-compose.yml, start, redis]
 
 - name: Finish a restore that was killed while Redis was stopped (rerun as another user than the first run)
   runbook.stack.redis_restore:
@@ -352,7 +388,9 @@ step:
   type: str
   sample: install
 data_paths:
-  description: Where the server keeps its data, to pass to O(data_paths) of the real O(step=install) run.
+  description:
+    - Where the server keeps its data, to pass to O(data_paths) of the real O(step=install) run.
+    - With O(host_data_dir), C(dir) is that directory (the server's data directory as this host sees it).
   returned: when O(step=install)
   type: dict
   sample: {"dir": "/var/lib/redis", "dbfilename": "dump.rdb", "appendonly": true,
@@ -415,7 +453,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis.control impor
     start_with,
     stop_server,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._redis.persistence import DataPaths
+from ansible_collections.runbook.stack.plugins.module_utils._redis.persistence import DataPaths, host_data_dir
 from ansible_collections.runbook.stack.plugins.module_utils._redis.restore import (
     FileSwap,
     Server,
@@ -528,7 +566,7 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, w
     exact = bool(facts.get("keyspace_exact", True))
 
     with steps.step("read data paths from the server"):
-        server, down = read_server(info)
+        server, down = read_server(info, params["host_data_dir"])
     resumed: Journal | None = None
     if server is None:  # down: only an interrupted restore of this set is finished
         resumed, jpath = interrupted_restore(params, info, bset, down)
@@ -540,9 +578,8 @@ def run(params: dict[str, Any], info: ConnInfo, source: str, check_mode: bool, w
         )
     else:
         if params["data_dir"] and os.path.realpath(params["data_dir"]) != os.path.realpath(server.paths.dir):
-            raise RedisError(
-                f"data_dir {params['data_dir']} is not the directory the server reports ({server.paths.dir})"
-            )
+            reported = "host_data_dir" if params["host_data_dir"] else "the directory the server reports"
+            raise RedisError(f"data_dir {params['data_dir']} is not {reported} ({server.paths.dir})")
         jpath = journal_path(server.paths.dir, info.port)
         stale = read_journal(jpath)
         if stale is not None:
@@ -645,7 +682,9 @@ def roll_back(
         start_server(params, info, commands)
     except RedisError as exc:
         again = one_line(exc, info.password)
-        argv, user = fallback_start(journal.original_start, journal.original_user, params["service"])
+        argv, user = fallback_start(
+            journal.original_start, journal.original_user, params["service"], bool(params["host_data_dir"])
+        )
         if argv is None:
             return (
                 f"the previous data is back in place, but the server did not start again: {again}; it was not "
@@ -673,8 +712,19 @@ def roll_back(
 
 
 def given_data_dir(params: dict[str, Any]) -> str | None:
-    """The data directory the caller named: data_paths.dir, else data_dir."""
-    return (params["data_paths"] or {}).get("dir") or params["data_dir"]
+    """The data directory (on this host) the caller named: data_paths.dir, else data_dir, else
+    host_data_dir, which the other two must then be."""
+    named = (params["data_paths"] or {}).get("dir") or params["data_dir"]
+    if not params["host_data_dir"]:
+        return named
+    host = host_data_dir(params["host_data_dir"])
+    if named and os.path.realpath(named) != os.path.realpath(host):
+        what = "data_paths.dir" if (params["data_paths"] or {}).get("dir") else "data_dir"
+        raise RedisError(
+            f"{what} {named} is not host_data_dir {host}: pass the data_paths that a check-mode run with the same "
+            "host_data_dir returned"
+        )
+    return named or host
 
 
 def paths_option(params: dict[str, Any]) -> DataPaths | None:
@@ -703,7 +753,7 @@ def install(params: dict[str, Any], info: ConnInfo, source: str, check_mode: boo
         rdb, verified = verify_set(bset)
     expected = bset.manifest["facts"]["keyspace"]
     with steps.step("read data paths from the server"):
-        server, down = read_server(info)
+        server, down = read_server(info, params["host_data_dir"])
     resumed: Journal | None = None
     if server is not None:
         if not check_mode:
@@ -922,6 +972,7 @@ def main() -> None:
         manage_service=dict(type="bool", default=True),
         step=dict(type="str", choices=["install", "verify", "roll_back"]),
         data_paths=dict(type="dict"),
+        host_data_dir=dict(type="path"),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,

@@ -20,7 +20,13 @@ description:
     another client is never taken for ours. It then copies the RDB file (C(CONFIG GET dir) and
     C(dbfilename)) through one open file descriptor, so a save that replaces the file meanwhile
     cannot mix two files. The module must run on the host of the Redis server, and C(CONFIG) must be
-    allowed.
+    allowed. When Redis runs in a container on that host, O(host_data_dir) names the host directory
+    mounted at the server's data directory.
+  - Before it copies the RDB file, the module checks that this save wrote it (the C(ctime) field of its
+    header, when the save began by the server's clock, is not older than the C(BGSAVE) request; the
+    file's modification time for a header without one), so a file at a wrong place (an old C(dump.rdb)
+    in a wrong O(host_data_dir), say) is never taken for a fresh snapshot; the module fails and keeps
+    no set.
   - With O(method=replication) the module drives C(redis-cli --rdb), which asks the server for a full
     replication sync and writes the RDB it receives. This works from any host and when C(CONFIG) is
     renamed or forbidden, and needs C(redis-cli) on E(PATH) and a user allowed to C(SYNC).
@@ -77,9 +83,26 @@ options:
         finish first (O(method=bgsave)) or the whole C(redis-cli --rdb) transfer (O(method=replication)).
     type: int
     default: 3600
+  host_data_dir:
+    description:
+      - The host directory mounted at the server's data directory (C(CONFIG GET dir)) when Redis runs in
+        a container, for example V(/srv/shop/redis-data) for a Compose volume C(./redis-data:/data) of
+        the project in C(/srv/shop). The module reads the RDB file there instead of at the path the
+        server reports, which is the container's (V(/data)).
+      - It must be an existing directory. When the RDB file found there was not written by this save, it
+        is not the directory the server writes to, and the module fails (no set is kept).
+      - Only for O(method=bgsave); with O(method=replication), which reads no file of the server, setting
+        it is an error.
+      - Not needed when the server runs on the host itself, or in a container whose data directory is
+        mounted at the same path on the host.
+    type: path
+    version_added: 0.2.0
 notes:
   - O(db) is not used; a snapshot always holds every database of the server.
   - With O(method=bgsave) the server needs enough memory for a fork (copy-on-write), as for any C(BGSAVE).
+  - With O(method=bgsave) and Redis in a container (Docker Compose, say), run the module on the Docker host
+    with O(host_data_dir) set to the host side of the volume mounted at the server's data directory; a
+    server directory that does not exist on this host fails the module, pointing to O(host_data_dir).
 seealso:
   - module: runbook.stack.redis_restore
   - module: runbook.stack.backup_info
@@ -100,6 +123,14 @@ EXAMPLES = r"""
 - name: Show where it went
   ansible.builtin.debug:
     msg: "{{ redis_snap.backup_id }}: {{ redis_snap.dbsize }} keys in {{ redis_snap.path }}"
+
+# docker-compose.yml in /srv/shop: the redis service has "volumes: [./redis-data:/data]" and
+# "ports: [127.0.0.1:6379:6379]"; the module runs on the Docker host
+- name: Snapshot Redis running in a Compose project
+  runbook.stack.redis_snapshot:
+    login_password: "{{ vault_redis_password }}"
+    host_data_dir: /srv/shop/redis-data
+    dest: /var/backups/runbook
 
 - name: Snapshot a managed server where CONFIG is renamed, over replication
   runbook.stack.redis_snapshot:
@@ -161,7 +192,9 @@ method:
   type: str
   sample: bgsave
 rdb_source:
-  description: The server's RDB file that is (or would be) copied; null for O(method=replication).
+  description:
+    - The server's RDB file that is (or would be) copied, on this host (in O(host_data_dir) when it is set);
+      null for O(method=replication).
   returned: always
   type: str
   sample: /var/lib/redis/dump.rdb
@@ -248,7 +281,6 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     copy_stable,
     describe,
     parse_keyspace,
-    read_data_paths,
     redis_argument_spec,
     redis_cli_argv,
     redis_cli_env,
@@ -258,6 +290,14 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     total_keys,
     wait_for_save,
     wait_until_idle,
+)
+from ansible_collections.runbook.stack.plugins.module_utils._redis.persistence import (
+    DataPaths,
+    check_fresh_rdb,
+    mapping_hint,
+    on_host,
+    server_clock,
+    server_data_paths,
 )
 
 KIND = "redis"
@@ -276,13 +316,22 @@ def find_redis_cli() -> str:
     return path
 
 
-def rdb_paths_or_hint(client: Any) -> Any:
+def rdb_paths_or_hint(client: Any) -> DataPaths:
+    """The data paths the server reports (CONFIG GET), not yet mapped to this host."""
     try:
-        return read_data_paths(client)
+        return server_data_paths(client)
     except RedisError as exc:
         raise RedisError(
             f"{exc}; method=bgsave needs CONFIG GET to find the RDB file: use method=replication"
         ) from None
+
+
+def rdb_location(client: Any, host_dir: str | None) -> tuple[DataPaths, str]:
+    """The server's data paths on this host (in ``host_dir`` when it is set), and what an RDB file
+    missing or older than our save there says."""
+    served = rdb_paths_or_hint(client)
+    paths = on_host(served, host_dir)
+    return paths, mapping_hint(served.dir, paths.dir if host_dir else None)
 
 
 def plan(client: Any, info: ConnInfo, params: dict[str, Any], source: str) -> dict[str, Any]:
@@ -292,7 +341,7 @@ def plan(client: Any, info: ConnInfo, params: dict[str, Any], source: str) -> di
     parent = os.path.join(os.path.abspath(params["dest"]), os.path.dirname(set_rel(KIND, source, "x")))
     rdb_source = size = None
     if params["method"] == "bgsave":
-        paths = rdb_paths_or_hint(client)
+        paths, _hint = rdb_location(client, params["host_data_dir"])
         rdb_source = paths.rdb_path
         size = os.stat(rdb_source).st_size if os.path.exists(rdb_source) else None
         commands = ["BGSAVE SCHEDULE"]
@@ -314,9 +363,12 @@ def plan(client: Any, info: ConnInfo, params: dict[str, Any], source: str) -> di
     }
 
 
-def bgsave(client: Any, writer: LocalSetWriter, timeout: int, steps: Steps) -> dict[str, Any]:
-    """Fresh BGSAVE, wait for it, copy its RDB into the set; facts of the save."""
-    paths = rdb_paths_or_hint(client)
+def bgsave(
+    client: Any, writer: LocalSetWriter, timeout: int, steps: Steps, paths: DataPaths, hint: str
+) -> dict[str, Any]:
+    """Fresh BGSAVE, wait for it, copy its RDB into the set (after checking that this save wrote it);
+    facts of the save. ``paths``: the server's data paths on this host; ``hint``: what an RDB file
+    missing or older than the save there says (:func:`mapping_hint`)."""
     info_now = fetch(client)
     deadline = time.monotonic() + timeout
     with steps.step("wait for a save or AOF rewrite already running"):
@@ -328,6 +380,7 @@ def bgsave(client: Any, writer: LocalSetWriter, timeout: int, steps: Steps) -> d
                 # before Redis 7 only the save time (whole seconds) tells saves apart: start in a new second
                 while int(client.time()[0]) <= marker.last_save_time:
                     time.sleep(0.1)
+            since = server_clock(client)  # our save begins at this second or later
             outcome = request_bgsave(client)
             if outcome != "busy":
                 break
@@ -339,8 +392,10 @@ def bgsave(client: Any, writer: LocalSetWriter, timeout: int, steps: Steps) -> d
         try:
             fin = open(paths.rdb_path, "rb")  # noqa: SIM115 - closed below, after the copy
         except OSError as exc:
-            raise RedisError(f"cannot read the RDB file {paths.rdb_path}: {exc.strerror or exc}") from None
+            missing = f": {hint}" if isinstance(exc, FileNotFoundError) else ""
+            raise RedisError(f"cannot read the RDB file {paths.rdb_path}: {exc.strerror or exc}{missing}") from None
         with fin:
+            check_fresh_rdb(fin, since, hint)  # not an older file at a wrong place
             # Opened after our save finished: unless yet another save completed since, this is our file.
             later = client.info("persistence")
             ours = not save_advanced(later, save_marker(done)) and not int(later.get("rdb_bgsave_in_progress", 0))
@@ -409,11 +464,13 @@ def run(client: Any, info: ConnInfo, params: dict[str, Any], source: str) -> dic
     version = str(server.get("redis_version", ""))
     check_dest_writable(params["dest"])
     steps = Steps()
+    # where the RDB file is: a wrong host_data_dir fails before anything is written
+    rdb = rdb_location(client, params["host_data_dir"]) if params["method"] == "bgsave" else None
     writer = LocalSetWriter(params["dest"], KIND, source)
     try:
         writer.create()
-        if params["method"] == "bgsave":
-            got = bgsave(client, writer, params["timeout"], steps)
+        if rdb is not None:
+            got = bgsave(client, writer, params["timeout"], steps, *rdb)
         else:
             got = replication(client, info, writer, params["timeout"], steps)
         keyspace = got["keyspace"]
@@ -466,6 +523,7 @@ def main() -> None:
         source=dict(type="str"),
         method=dict(type="str", default="bgsave", choices=["bgsave", "replication"]),
         timeout=dict(type="int", default=3600),
+        host_data_dir=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     if not HAS_REDIS:
@@ -475,6 +533,11 @@ def main() -> None:
         module.fail_json(msg=f"timeout must be a positive number of seconds, got {p['timeout']}")
     if p["source"] is not None and not p["source"]:
         module.fail_json(msg="source must not be an empty string")
+    if p["host_data_dir"] and p["method"] == "replication":
+        module.fail_json(
+            msg="host_data_dir is for method=bgsave (the RDB file is read from the server's data directory); "
+            "method=replication receives the RDB over the connection and reads no file of the server: unset it"
+        )
 
     started = time.monotonic()
     info = None

@@ -1,8 +1,10 @@
 # Copyright: runbook.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Redis persistence for redis_snapshot and redis_restore (private): where a server keeps its data,
-asking for a save (BGSAVE) and waiting until it is ours and done, checking an RDB file, the manifest
-of a multi-part AOF with an RDB base, and copying the RDB the server may replace meanwhile."""
+"""Redis persistence for redis_snapshot and redis_restore (private): where a server keeps its data
+(and where that is on this host when the server runs in a container), asking for a save (BGSAVE) and
+waiting until it is ours and done, checking an RDB file (its magic, and that a save of ours wrote it),
+the manifest of a multi-part AOF with an RDB base, and copying the RDB the server may replace
+meanwhile."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import errno
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from ansible_collections.runbook.stack.plugins.module_utils._common.text import one_line
@@ -185,8 +187,9 @@ def data_paths(config: dict[str, Any]) -> DataPaths:
     )
 
 
-def read_data_paths(client: Any) -> DataPaths:
-    """CONFIG GET of the persistence settings; RedisError when CONFIG is not allowed or renamed."""
+def server_data_paths(client: Any) -> DataPaths:
+    """CONFIG GET of the persistence settings, as the server reports them; RedisError when CONFIG is
+    not allowed or renamed."""
     config: dict[str, Any] = {}
     try:
         for name in ("dir", "dbfilename", "appendonly", "appendfilename", "appenddirname"):
@@ -194,6 +197,58 @@ def read_data_paths(client: Any) -> DataPaths:
     except redis.ResponseError as exc:
         raise RedisError(f"CONFIG GET is not available ({one_line(exc)})") from None
     return data_paths(config)
+
+
+def read_data_paths(client: Any, host_dir: str | None = None) -> DataPaths:
+    """The server's data paths as this host sees them (:func:`server_data_paths`, :func:`on_host`)."""
+    return on_host(server_data_paths(client), host_dir)
+
+
+def container_hint(server_dir: str) -> str:
+    return f"when Redis runs in a container, set host_data_dir to the host directory mounted at {server_dir}"
+
+
+def host_data_dir(host_dir: str, server_dir: str | None = None) -> str:
+    """``host_dir`` made absolute; RedisError naming host_data_dir when it is not an existing directory
+    (``server_dir``: the data directory the server reports, for the message)."""
+    path = os.path.abspath(host_dir)
+    if not os.path.isdir(path):
+        mounted = f" mounted at the server's data directory {server_dir}" if server_dir else ""
+        raise RedisError(
+            f"host_data_dir {path} is not an existing directory (it must be the host directory{mounted}, "
+            "where Redis writes its data files)"
+        )
+    return path
+
+
+def on_host(paths: DataPaths, host_dir: str | None = None) -> DataPaths:
+    """``paths`` (what CONFIG GET reports) as this host sees them.
+
+    A server in a container reports its own data directory (``/data``); ``host_dir`` is the host
+    directory mounted there, and becomes ``dir``, through which every data file (RDB, AOF, the
+    restore journal) is reached. Without it the reported directory must exist here (a RedisError
+    that points to host_data_dir otherwise); one that cannot be looked at is left to the file
+    operations to report."""
+    if host_dir:
+        return replace(paths, dir=host_data_dir(host_dir, paths.dir))
+    try:
+        os.stat(paths.dir)
+    except (FileNotFoundError, NotADirectoryError):
+        raise RedisError(
+            f"the server's data directory {paths.dir} (CONFIG GET dir) does not exist on this host: the module "
+            f"must run on the Redis host; {container_hint(paths.dir)}"
+        ) from None
+    except OSError:
+        pass
+    return paths
+
+
+def server_clock(client: Any) -> int:
+    """The server's time in whole seconds: INFO server_time_usec (Redis 6.2+), else TIME."""
+    usec = client.info("server").get("server_time_usec")
+    if usec is not None:
+        return int(usec) // 1_000_000
+    return int(client.time()[0])
 
 
 def check_rdb_magic(path: str) -> None:
@@ -205,6 +260,126 @@ def check_rdb_magic(path: str) -> None:
         raise RedisError(f"cannot read {path}: {exc.strerror or exc}") from None
     if head != RDB_MAGIC:
         raise RedisError(f"{path} is not an RDB file (it does not start with {RDB_MAGIC.decode()!r})")
+
+
+RDB_AUX = 0xFA  # opcode of an auxiliary field (redis-ver, ctime, ...) at the start of an RDB file
+
+
+class _Header:
+    """Reads the length- and string-encoded values of an RDB header; ValueError past its end."""
+
+    def __init__(self, data: bytes, pos: int) -> None:
+        self.data, self.pos = data, pos
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError("past the end of the bytes read")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def length(self) -> tuple[int, bool]:
+        """(length, False) or, for a special encoding, (its type, True)."""
+        first = self.take(1)[0]
+        kind = first >> 6
+        if kind == 0:
+            return first & 0x3F, False
+        if kind == 1:
+            return ((first & 0x3F) << 8) | self.take(1)[0], False
+        if kind == 3:
+            return first & 0x3F, True
+        if first in (0x80, 0x81):
+            return int.from_bytes(self.take(4 if first == 0x80 else 8), "big"), False
+        raise ValueError(f"unknown length encoding {first:#x}")
+
+    def string(self) -> bytes | int | None:
+        """A string, an integer stored as one, or None for an LZF-compressed string (skipped)."""
+        n, special = self.length()
+        if not special:
+            return self.take(n)
+        if n <= 2:
+            return int.from_bytes(self.take(1 << n), "little", signed=True)
+        if n == 3:
+            compressed, _special = self.length()
+            self.length()  # the length once decompressed
+            self.take(compressed)
+            return None
+        raise ValueError(f"unknown string encoding {n}")
+
+
+def rdb_aux(head: bytes) -> dict[str, bytes | int]:
+    """The auxiliary fields at the start of an RDB file (``redis-ver``, ``ctime``, ``used-mem``, ...),
+    from its first bytes ``head``: every AUX opcode up to the first other one, or as far as ``head``
+    goes. An integer value is an int; a compressed one is left out; not an RDB file: {}."""
+    if head[: len(RDB_MAGIC)] != RDB_MAGIC:
+        return {}
+    reader = _Header(head, len(RDB_MAGIC) + 4)  # REDIS and four digits of the RDB version
+    fields: dict[str, bytes | int] = {}
+    try:
+        while reader.pos < len(head) and head[reader.pos] == RDB_AUX:
+            reader.pos += 1
+            key, value = reader.string(), reader.string()
+            if isinstance(key, bytes) and value is not None:
+                fields[key.decode("utf-8", "replace")] = value
+    except ValueError:
+        pass  # the header goes on past what was read, or is damaged: the fields read so far
+    return fields
+
+
+def rdb_ctime(head: bytes) -> int | None:
+    """When the save that wrote an RDB file began (its ``ctime`` field, the server's clock, Unix
+    seconds; every Redis since 3.2 writes it), None when the header has none."""
+    value = rdb_aux(head).get("ctime")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def predates(head: bytes, mtime: float, since: int) -> str | None:
+    """Why an RDB file (first bytes ``head``, modification time ``mtime``) was not written by a save that
+    began at ``since`` (the server's clock, whole seconds) or later; None when it was.
+
+    The header's ``ctime`` is the server's own clock when the save began, so it is compared exactly;
+    without one, the file's mtime, a second early at most (file-system timestamps lag the clock)."""
+    ctime = rdb_ctime(head)
+    if ctime is not None:
+        if ctime >= since:
+            return None
+        return f"it is from a save begun at {_utc(ctime)} (its ctime), this one began at {_utc(since)}"
+    if int(mtime) >= since - 1:
+        return None
+    return f"it was last written at {_utc(mtime)} (it has no ctime), this save began at {_utc(since)}"
+
+
+def mapping_hint(server_dir: str, host_dir: str | None) -> str:
+    """What a file missing or stale after our save says about where the module looked."""
+    if host_dir:
+        return (
+            f"host_data_dir {host_dir} is not the directory the server writes to (the host directory "
+            f"mounted at its data directory {server_dir})"
+        )
+    return f"{server_dir} on this host is not the directory the server writes to; {container_hint(server_dir)}"
+
+
+def check_fresh_rdb(fin: Any, since: int, hint: str) -> None:
+    """RedisError unless the open RDB file ``fin`` was written by a save that began at ``since`` or later
+    (a wrong host_data_dir, or a server whose dir is not this host's, would otherwise hand over an old
+    file as a fresh snapshot); ``hint``: what that says (:func:`mapping_hint`). Reads with pread:
+    ``fin``'s offset stays where it is."""
+    name = getattr(fin, "name", "the RDB file")
+    try:
+        head = os.pread(fin.fileno(), 4096, 0)
+        mtime = os.fstat(fin.fileno()).st_mtime
+    except OSError as exc:
+        raise RedisError(f"cannot read {name}: {exc.strerror or exc}") from None
+    why = predates(head, mtime, since)
+    if why:
+        raise RedisError(f"{name} was not written by this save ({why}): {hint}")
 
 
 def aof_manifest(appendfilename: str) -> tuple[str, bytes]:

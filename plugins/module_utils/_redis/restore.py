@@ -54,9 +54,14 @@ class Server:
     original_user: tuple[int, int] | None
 
 
-def read_server(info: ConnInfo) -> tuple[Server | None, str]:
+def read_server(info: ConnInfo, host_dir: str | None = None) -> tuple[Server | None, str]:
     """(data paths, keyspace and how the server runs, "") or, when nothing listens on its port (the
-    server is down), (None, the connection error). Any other fault (authentication, TLS) is raised."""
+    server is down), (None, the connection error). Any other fault (authentication, TLS) is raised.
+
+    ``host_dir``: the server runs in a container, its data directory mounted from this host directory
+    (the paths are mapped there, :func:`on_host`). Its process_id is then one of the container's pid
+    namespace (/proc/1 here is this host's init), so how it runs is not read: it is not started
+    another way when its start command fails."""
     try:
         client = connect(info)
     except RedisError as exc:
@@ -64,11 +69,13 @@ def read_server(info: ConnInfo) -> tuple[Server | None, str]:
             raise
         return None, str(exc).rpartition(": ")[2] if ": " in str(exc) else str(exc)
     try:
-        paths = read_data_paths(client)
+        paths = read_data_paths(client, host_dir)
         keyspace = parse_keyspace(client.info("keyspace"))
         facts = client.info("server")
     finally:
         client.close()
+    if host_dir:
+        return Server(paths, keyspace, None, None), ""
     user, executable = None, None
     try:  # the server runs on this host (the module must): its owner and real binary
         proc = f"/proc/{int(facts.get('process_id', 0))}"
@@ -81,13 +88,16 @@ def read_server(info: ConnInfo) -> tuple[Server | None, str]:
 
 
 def fallback_start(
-    argv: list[str] | None, user: tuple[int, int] | None, service: str | None = None
+    argv: list[str] | None, user: tuple[int, int] | None, service: str | None = None, container: bool = False
 ) -> tuple[list[str] | None, Any]:
     """How to start the server as it ran before the stop, as (argv, user to run it as), or (None, why not).
     A systemd unit (``service``) is only started by systemd: a server started beside it would run
-    without the unit knowing."""
+    without the unit knowing. A server in a ``container`` (host_data_dir) is only started by its
+    container runtime: how its process ran is not known from this host."""
     if service:
         return None, f"it is the systemd unit {service}, which only systemd starts"
+    if container:
+        return None, "host_data_dir is set: it runs in a container, which only its own start command starts"
     if not argv:
         return None, "it was not started from a config file"
     if user is None:

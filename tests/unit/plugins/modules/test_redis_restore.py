@@ -25,3 +25,9 @@ def test_a_systemd_unit_is_never_started_beside_systemd():
 def test_no_config_file_or_unknown_user_gives_the_reason():
     assert fallback_start(None, ME) == (None, "it was not started from a config file")
     assert fallback_start(ARGV, None) == (None, "the user it ran as is unknown")
+
+
+def test_a_server_in_a_container_is_not_started_another_way():
+    argv, why = fallback_start(ARGV, ME, container=True)
+    assert argv is None
+    assert why == "host_data_dir is set: it runs in a container, which only its own start command starts"
