@@ -64,7 +64,7 @@ class Server:
             f"port {self.port}",
             "bind 127.0.0.1",
             f"requirepass {PASSWORD}",
-            f'dir "{self.dir}"',
+            f'dir "{self.server_dir}"',
             "dbfilename dump.rdb",
             'save ""',
             f"appendonly {'yes' if aof else 'no'}",
@@ -76,6 +76,11 @@ class Server:
         self.conf.write_text("\n".join(lines) + "\n")
         self.pids: set[int] = set()
         self.start()
+
+    @property
+    def server_dir(self) -> Path:
+        """The data directory the server reports (CONFIG GET dir): ``dir`` itself."""
+        return self.dir
 
     @property
     def start_command(self) -> list[str]:
