@@ -247,17 +247,21 @@ def test_restore_into_host_data_dir(module, container_redis, tmp_backup_root, ao
     assert_same_state(original, state(server))
 
 
-def test_caller_managed_steps_with_host_data_dir(module, container_redis, tmp_backup_root):
+def test_caller_managed_steps_with_host_data_dir(module, container_redis, tmp_backup_root, tmp_path):
     server = container_redis()
     seed(server)
     original = state(server)
     snap = snapshot(module, server, tmp_backup_root)
     damage(server)
     damaged = state(server)
+    # the state directory where a restore notes where its journal is; "elsewhere" is another user's,
+    # which has no such note: only host_data_dir tells where the journal is
+    (tmp_path / "elsewhere").mkdir()
 
-    def step(name: str, check_mode: bool = False, **extra) -> dict:
+    def step(name: str, check_mode: bool = False, home: str = "state", **extra) -> dict:
         args = server.args(path=snap["path"], manage_service=False, step=name, timeout=30, **extra)
-        return module("redis_restore", {"host_data_dir": str(server.dir), **args}, check_mode=check_mode)
+        env = {"XDG_STATE_HOME": str(tmp_path / home)}
+        return module("redis_restore", {"host_data_dir": str(server.dir), **args}, check_mode=check_mode, env=env)
 
     plan = step("install", check_mode=True)
     assert plan["_rc"] == 0, plan
@@ -276,11 +280,8 @@ def test_caller_managed_steps_with_host_data_dir(module, container_redis, tmp_ba
     assert done["previous_file"] == str(server.dir / f"dump.rdb.pre-restore-{snap['backup_id']}")
     assert journals(server), "the journal, in host_data_dir, stays until step verify or roll_back"
 
-    # roll_back finds the journal through host_data_dir alone
-    back = module(
-        "redis_restore",
-        server.args(path=snap["path"], manage_service=False, step="roll_back", host_data_dir=str(server.dir)),
-    )
+    # roll_back (run as another user) finds the journal through host_data_dir alone
+    back = step("roll_back", home="elsewhere")
     assert back["_rc"] == 0, back
     assert back["restored_files"] == [done["previous_file"]]
     assert kept_files(server) == [] and journals(server) == []
@@ -292,7 +293,7 @@ def test_caller_managed_steps_with_host_data_dir(module, container_redis, tmp_ba
     done = step("install", data_paths=plan["data_paths"])
     assert done["_rc"] == 0, done
     server.start()
-    checked = step("verify")
+    checked = step("verify", home="elsewhere")
     assert checked["_rc"] == 0, checked
     assert checked["changed"] is True and checked["dbsize"] == checked["dbsize_expected"] == 416
     assert journals(server) == []
