@@ -215,7 +215,7 @@ def test_read_server_in_a_container_maps_the_paths_and_does_not_read_its_process
     monkeypatch.setattr(restore, "connect", lambda info: ServerClient(config))
     monkeypatch.setattr(restore, "original_start", lambda facts, exe: [exe, facts["config_file"]])
 
-    here, _ = restore.read_server(None)
+    here, _cause = restore.read_server(None)
     assert here.paths.dir == str(server_dir) and here.original_user == (os.getuid(), os.getgid())
     assert here.original_start == [os.readlink("/proc/self/exe"), "/etc/redis/redis.conf"]
 
