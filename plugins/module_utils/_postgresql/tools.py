@@ -63,7 +63,11 @@ def find_tool(name: str, server_major: int, bin_dir: str | None = None) -> tuple
             return path, text
         tried.append(f"{path} ({major})")
     detail = f"; found only older ones: {', '.join(tried)}" if tried else ""
-    raise PostgresError(f"no {name} of PostgreSQL {server_major} or newer is installed{detail}")
+    raise PostgresError(
+        f"no {name} of PostgreSQL {server_major} or newer is installed{detail}: install the client tools of"
+        f" PostgreSQL {server_major} (or newer) on this host, or set pg_bin_dir to the directory that has them"
+        " (for a server in a container, the same major version as its image)"
+    )
 
 
 def tail(text: str | bytes, lines: int = 12) -> str:

@@ -167,3 +167,54 @@ def test_backup_argv_keeps_database_name_out_of_argv():
         "--compress=5",
         "--snapshot=0000-1",
     ]
+
+
+# ------------------------------------------------------------------------------------------------
+# client tools at least as new as the server (a server in a container may be newer than the host's)
+# ------------------------------------------------------------------------------------------------
+
+
+def _fake_tool(directory, name, major):
+    """An executable that answers --version as PostgreSQL <major>'s tools do."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tool = directory / name
+    tool.write_text(f"#!/bin/sh\necho '{name} (PostgreSQL) {major}.3 (Debian {major}.3-1)'\n")
+    tool.chmod(0o755)
+    return str(tool)
+
+
+@pytest.fixture
+def tool_dirs(tmp_path, monkeypatch):
+    """<tmp>/postgresql/<major>/bin (13, 15, 17) in place of Debian's /usr/lib/postgresql/<major>/bin,
+    and a PATH with only a 14."""
+
+    lib = tmp_path / "postgresql"
+    versioned = {major: _fake_tool(lib / str(major) / "bin", "pg_dump", major) for major in (13, 15, 17)}
+    _fake_tool(tmp_path / "path", "pg_dump", 14)
+    monkeypatch.setenv("PATH", str(tmp_path / "path"))
+    dirs = [str(lib / str(major) / "bin") for major in versioned]
+    monkeypatch.setattr(
+        pg.tools.glob, "glob", lambda pattern: dirs if pattern.startswith("/usr/lib/postgresql/") else []
+    )
+    return lib, versioned
+
+
+def test_find_tool_takes_the_servers_major_first_then_newer(tool_dirs):
+    lib, versioned = tool_dirs
+    assert pg.tools.find_tool("pg_dump", 15)[0] == versioned[15]
+    # no 16 installed: the newer 17, never an older one
+    assert pg.tools.find_tool("pg_dump", 16)[0] == versioned[17]
+    # pg_bin_dir first, when new enough
+    assert pg.tools.find_tool("pg_dump", 15, str(lib / "17" / "bin"))[0] == versioned[17]
+
+
+def test_find_tool_refuses_older_clients_and_says_how_to_go_on(tool_dirs):
+    lib, versioned = tool_dirs
+    with pytest.raises(pg.PostgresError) as err:
+        pg.tools.find_tool("pg_dump", 18, str(lib / "13" / "bin"))
+    msg = str(err.value)
+    assert msg.startswith("no pg_dump of PostgreSQL 18 or newer is installed; found only older ones: ")
+    for major, path in versioned.items():
+        assert f"{path} ({major})" in msg
+    assert f"{lib.parent / 'path' / 'pg_dump'} (14)" in msg
+    assert "set pg_bin_dir to the directory that has them" in msg
