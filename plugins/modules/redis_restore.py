@@ -453,7 +453,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis.control impor
     start_with,
     stop_server,
 )
-from ansible_collections.runbook.stack.plugins.module_utils._redis.persistence import DataPaths, host_data_dir
+from ansible_collections.runbook.stack.plugins.module_utils._redis.persistence import DataPaths, named_data_dir
 from ansible_collections.runbook.stack.plugins.module_utils._redis.restore import (
     FileSwap,
     Server,
@@ -714,17 +714,13 @@ def roll_back(
 def given_data_dir(params: dict[str, Any]) -> str | None:
     """The data directory (on this host) the caller named: data_paths.dir, else data_dir, else
     host_data_dir, which the other two must then be."""
-    named = (params["data_paths"] or {}).get("dir") or params["data_dir"]
-    if not params["host_data_dir"]:
-        return named
-    host = host_data_dir(params["host_data_dir"])
-    if named and os.path.realpath(named) != os.path.realpath(host):
-        what = "data_paths.dir" if (params["data_paths"] or {}).get("dir") else "data_dir"
-        raise RedisError(
-            f"{what} {named} is not host_data_dir {host}: pass the data_paths that a check-mode run with the same "
-            "host_data_dir returned"
-        )
-    return named or host
+    paths_dir = (params["data_paths"] or {}).get("dir")
+    return named_data_dir(
+        paths_dir or params["data_dir"],
+        params["host_data_dir"],
+        "data_paths.dir" if paths_dir else "data_dir",
+        ": pass the data_paths that a check-mode run with the same host_data_dir returned",
+    )
 
 
 def paths_option(params: dict[str, Any]) -> DataPaths | None:

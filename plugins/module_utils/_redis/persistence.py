@@ -221,25 +221,46 @@ def host_data_dir(host_dir: str, server_dir: str | None = None) -> str:
     return path
 
 
-def on_host(paths: DataPaths, host_dir: str | None = None) -> DataPaths:
-    """``paths`` (what CONFIG GET reports) as this host sees them.
+def dir_on_host(server_dir: str, host_dir: str | None = None) -> str:
+    """The server's data directory ``server_dir`` (what CONFIG GET dir reports) as this host sees it.
 
     A server in a container reports its own data directory (``/data``); ``host_dir`` is the host
-    directory mounted there, and becomes ``dir``, through which every data file (RDB, AOF, the
-    restore journal) is reached. Without it the reported directory must exist here (a RedisError
-    that points to host_data_dir otherwise); one that cannot be looked at is left to the file
-    operations to report."""
+    directory mounted there, and is returned instead (:func:`host_data_dir`). Without it the reported
+    directory must exist here (a RedisError that points to host_data_dir otherwise); one that cannot
+    be looked at is left to the file operations to report."""
     if host_dir:
-        return replace(paths, dir=host_data_dir(host_dir, paths.dir))
+        return host_data_dir(host_dir, server_dir)
     try:
-        os.stat(paths.dir)
+        os.stat(server_dir)
     except (FileNotFoundError, NotADirectoryError):
         raise RedisError(
-            f"the server's data directory {paths.dir} (CONFIG GET dir) does not exist on this host: the module "
-            f"must run on the Redis host; {container_hint(paths.dir)}"
+            f"the server's data directory {server_dir} (CONFIG GET dir) does not exist on this host: the module "
+            f"must run on the Redis host; {container_hint(server_dir)}"
         ) from None
     except OSError:
         pass
+    return server_dir
+
+
+def named_data_dir(named: str | None, host_dir: str | None, what: str = "data_dir", hint: str = "") -> str | None:
+    """The data directory on this host that a caller named (``named``, the option ``what``; needed
+    when the server does not answer). With ``host_dir`` (host_data_dir) it must be that directory,
+    which is then enough (returned when nothing is named); otherwise a RedisError naming both
+    (``hint``: what to do, appended)."""
+    if not host_dir:
+        return named
+    host = host_data_dir(host_dir)
+    if named and os.path.realpath(named) != os.path.realpath(host):
+        raise RedisError(f"{what} {named} is not host_data_dir {host}{hint}")
+    return named or host
+
+
+def on_host(paths: DataPaths, host_dir: str | None = None) -> DataPaths:
+    """``paths`` (what CONFIG GET reports) as this host sees them (:func:`dir_on_host`): every data
+    file (RDB, AOF, the restore journal) is reached through their ``dir``."""
+    if host_dir:
+        return replace(paths, dir=dir_on_host(paths.dir, host_dir))
+    dir_on_host(paths.dir)
     return paths
 
 
@@ -357,7 +378,8 @@ def predates(head: bytes, mtime: float, since: int) -> str | None:
 
 
 def mapping_hint(server_dir: str, host_dir: str | None) -> str:
-    """What a file missing or stale after our save says about where the module looked."""
+    """What a data file missing where the module looked (or stale after our save) says about where
+    that was."""
     if host_dir:
         return (
             f"host_data_dir {host_dir} is not the directory the server writes to (the host directory "

@@ -15,7 +15,9 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis.connection im
 from ansible_collections.runbook.stack.plugins.module_utils._redis.persistence import (
     DataPaths,
     check_fresh_rdb,
+    dir_on_host,
     mapping_hint,
+    named_data_dir,
     on_host,
     predates,
     rdb_aux,
@@ -94,6 +96,32 @@ def test_without_host_dir_the_server_dir_must_exist_here(tmp_path):
     msg = str(err.value)
     assert f"data directory {tmp_path / 'data'} (CONFIG GET dir) does not exist on this host" in msg
     assert f"set host_data_dir to the host directory mounted at {tmp_path / 'data'}" in msg
+
+
+def test_dir_on_host_maps_a_directory_alone(tmp_path):
+    """The mapping redis_restore_to_time uses for the dir of its AOF settings."""
+    assert dir_on_host(str(tmp_path)) == str(tmp_path)
+    assert dir_on_host("/data", str(tmp_path)) == str(tmp_path)
+    with pytest.raises(RedisError) as err:
+        dir_on_host(str(tmp_path / "data"))  # the container's path, absent here
+    assert str(err.value).endswith(f"set host_data_dir to the host directory mounted at {tmp_path / 'data'}")
+    with pytest.raises(RedisError, match=r"mounted at the server's data directory /data"):
+        dir_on_host("/data", str(tmp_path / "missing"))
+
+
+def test_named_data_dir_must_be_host_data_dir_which_is_then_enough(tmp_path):
+    host = str(tmp_path)
+    assert named_data_dir(None, None) is None
+    assert named_data_dir("/var/lib/redis", None) == "/var/lib/redis"
+    assert named_data_dir(None, host) == host
+    assert named_data_dir(host + "/.", host) == host + "/."
+    with pytest.raises(RedisError) as err:
+        named_data_dir("/data", host, hint=": leave it out")
+    assert str(err.value) == f"data_dir /data is not host_data_dir {host}: leave it out"
+    with pytest.raises(RedisError, match=r"^data_paths\.dir /data is not"):
+        named_data_dir("/data", host, "data_paths.dir")
+    with pytest.raises(RedisError, match="is not an existing directory"):
+        named_data_dir(None, str(tmp_path / "missing"))
 
 
 class ConfigClient:
