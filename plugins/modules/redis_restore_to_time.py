@@ -25,7 +25,8 @@ description:
   - The archive can be local or on S3 (O(archive_root=s3://bucket/prefix), with the S3 connection options);
     the server's data directory is not needed for the archive, so a server whose data directory was lost
     is restored from S3 alone. The server must be running when the module starts (its data may be
-    empty); a data directory that no longer exists is created (0700, owned by the module's user).
+    empty), or be down with O(data_dir) set; a O(data_dir) that no longer exists is created (0700, owned
+    by the module's user).
   - "Times the archive does not hold are refused before anything is changed: a time before the oldest
     archived base (C(redis-check-aof) would silently keep everything of a newer base), a time after the
     newest second whose writes were all archived (the writes between it and the target were not
@@ -36,14 +37,16 @@ description:
     O(stop_command), as M(runbook.stack.redis_restore) does), rename the live AOF directory to
     C(<appenddirname>.pre-restore-<UTC stamp>) (kept; never removed by the module), rename the staging
     directory into its place, start the server and wait until it answers and has finished loading. Any
-    failure after the stop puts the previous AOF directory back and starts the server again; the message
-    says so.
+    failure after the stop puts the previous AOF directory back and starts the server again with the same
+    start command; the message says so. The server's process is never looked at (nor started another way).
   - With O(rewrite_after=true) (the default) the module then runs C(BGREWRITEAOF), so the server goes on
     in a new AOF generation and later archive runs keep the restored timeline apart from the archived
     one.
   - The server must be running, with C(appendonly yes) (otherwise it would not load the AOF). The module
     must run on the Redis host, as a user that may write the data directory and run the stop and start
-    commands.
+    commands. When Redis runs in a container on that host, O(host_data_dir) names the host directory
+    mounted at its data directory; a data directory the server reports that does not exist on this host
+    fails the module before anything is changed, pointing to O(host_data_dir).
 author:
   - runbook.stack maintainers (@runbook-stack)
 extends_documentation_fragment:
@@ -118,11 +121,28 @@ options:
     default: true
   data_dir:
     description:
-      - The server's data directory (C(dir)), used only when the server is down (killed, its data lost).
-        The restore then puts the AOF directory there and starts the server. A running server's own
-        C(CONFIG GET dir) is always used instead.
-      - Without it, a server that is down is refused and nothing is changed.
+      - The server's data directory (C(dir)) on this host, used only when the server is down (killed, its
+        data lost). The restore then puts the AOF directory there and starts the server. A running
+        server's own C(CONFIG GET dir) (mapped to O(host_data_dir)) is always used instead.
+      - With O(host_data_dir) it must be that directory (O(host_data_dir) itself, which is then enough),
+        whether the server is down or not; another one (the container's path, say) is refused.
+      - Without it (or O(host_data_dir)), a server that is down is refused and nothing is changed.
     type: path
+  host_data_dir:
+    description:
+      - The host directory mounted at the server's data directory (C(CONFIG GET dir)) when Redis runs in a
+        container, for example V(/srv/shop/redis-data) for a Compose volume C(./redis-data:/data) of the
+        project in C(/srv/shop). The module writes there what it would write in the server's data
+        directory (the staging copy C(.<appenddirname>.pitr-*), the restored C(<appenddirname>) and the
+        kept C(<appenddirname>.pre-restore-<stamp>)) instead of at the path the server reports, which is the
+        container's (V(/data)). RV(aof_path) and RV(previous_aof) are in this directory.
+      - It must be an existing directory. When the server runs, it must hold the server's AOF (its
+        C(<appenddirname>/<appendfilename>.manifest)), or the module fails before anything is changed.
+        When the server is down, it is the data directory to restore into (see O(data_dir)).
+      - Not needed when the server runs on the host itself, or in a container whose data directory is
+        mounted at the same path on the host.
+    type: path
+    version_added: 0.2.0
   appenddirname:
     description: The server's C(appenddirname), used with O(data_dir) when the server is down.
     type: str
@@ -145,6 +165,11 @@ notes:
     directory is then kept as C(<appenddirname>.pre-restore-<stamp>) and the staging copy as
     C(.<appenddirname>.pitr-*) in the data directory. Unlike M(runbook.stack.redis_restore), there is no
     journal to finish such a run.
+  - With Redis in a container (Docker Compose, say), run the module on the Docker host with O(host_data_dir)
+    set to the host side of the volume mounted at the server's data directory, and stop and start the
+    container with O(stop_command) and O(start_command). The container's user must be able to read what
+    the module writes there; run as root, the module gives the restored files the owner of the AOF directory
+    it replaces (or of O(host_data_dir)).
 seealso:
   - module: runbook.stack.redis_aof_archive
   - module: runbook.stack.redis_aof_archive_info
@@ -171,6 +196,18 @@ EXAMPLES = r"""
     secret_key: "{{ vault_backup_secret_key }}"
     target_time: latest
     service: redis-server
+
+# docker-compose.yml in /srv/shop: the redis service has "volumes: [./redis-data:/data]" and
+# "ports: [127.0.0.1:6379:6379]"; the module runs on the Docker host
+- name: Restore Redis running in a Compose project to 02:14:59 UTC
+  runbook.stack.redis_restore_to_time:
+    login_password: "{{ vault_redis_password }}"
+    archive_root: /mnt/backup/runbook
+    source: "127.0.0.1:6379"
+    target_time: "2026-12-05T02:14:59Z"
+    host_data_dir: /srv/shop/redis-data
+    stop_command: [docker, compose, -f, /srv/shop/docker-compose.yml, stop, redis]
+    start_command: [docker, compose, -f, /srv/shop/docker-compose.yml, start, redis]
 
 - name: Restore the local Redis to the second before a bad deploy
   runbook.stack.redis_restore_to_time:
@@ -208,7 +245,7 @@ files:
   elements: str
   sample: [appendonly.aof.2.base.rdb, appendonly.aof.2.incr.aof]
 aof_path:
-  description: The server's AOF directory.
+  description: The server's AOF directory (with O(host_data_dir), in that directory).
   returned: always
   type: str
   sample: /var/lib/redis/appendonlydir
@@ -291,6 +328,11 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis.control impor
     start_server,
     stop_server,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._redis.persistence import (
+    dir_on_host,
+    mapping_hint,
+    named_data_dir,
+)
 from ansible_collections.runbook.stack.plugins.module_utils._redis_aof import (
     aof_settings,
     held_range,
@@ -334,30 +376,44 @@ def build(tool: str, store: Any, sel: Any, staging: str, appendfilename: str, ti
 
 
 def server_state(params: dict[str, Any], info: ConnInfo, warnings: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
-    """The AOF settings and keyspace of the running server; of a server that is down (killed, its data
-    lost), the settings from data_dir, appenddirname and appendfilename."""
+    """The AOF settings and keyspace of the running server, its ``dir`` as this host sees it (mapped to
+    host_data_dir: :func:`dir_on_host`, where its AOF manifest must then be); of a server that is down (killed, its data lost), the settings
+    from data_dir (or host_data_dir), appenddirname and appendfilename. data_dir and host_data_dir,
+    both set, must be the same directory."""
+    host_dir = params["host_data_dir"]
+    hint = ": data_dir is the data directory on this host, host_data_dir itself (or leave data_dir out)"
     if not port_open(info.host, info.port):
-        if not params["data_dir"]:
+        data_dir = named_data_dir(params["data_dir"], host_dir, hint=hint)
+        if not data_dir:
             raise RedisError(
-                f"Redis at {info.where} is down and data_dir is not set: set data_dir (and appenddirname and "
-                "appendfilename when they are not the defaults) to restore into a server that is down; nothing was changed"
+                f"Redis at {info.where} is down and data_dir is not set: set data_dir (host_data_dir when Redis "
+                "runs in a container; and appenddirname and appendfilename when they are not the defaults) to "
+                "restore into a server that is down; nothing was changed"
             )
         warnings.append(
-            f"Redis at {info.where} is down: restoring into {params['data_dir']} from the module's options "
+            f"Redis at {info.where} is down: restoring into {data_dir} from the module's options "
             f"(appenddirname {params['appenddirname']}, appendfilename {params['appendfilename']}) and starting it"
         )
         settings = {
             "appendonly": "yes",
-            "dir": params["data_dir"],
+            "dir": data_dir,
             "appenddirname": params["appenddirname"],
             "appendfilename": params["appendfilename"],
         }
         return settings, {}
     client = connect(info)
     try:
-        return aof_settings(client), parse_keyspace(client.info("keyspace"))
+        settings, keyspace = aof_settings(client), parse_keyspace(client.info("keyspace"))
     finally:
         client.close()
+    server_dir = settings["dir"]
+    here = settings["dir"] = dir_on_host(server_dir, host_dir)
+    named_data_dir(params["data_dir"], host_dir, hint=hint)
+    manifest = os.path.join(here, settings["appenddirname"], f"{settings['appendfilename']}.manifest")
+    if host_dir and settings.get("appendonly") == "yes" and not os.path.isfile(manifest):
+        # a server with appendonly yes always has its manifest: this is not where it writes
+        raise RedisError(f"{manifest} does not exist: {mapping_hint(server_dir, here)}; nothing was changed")
+    return settings, keyspace
 
 
 def run(params: dict[str, Any], info: ConnInfo, source: str, s3: Any, check_mode: bool) -> dict[str, Any]:
@@ -531,6 +587,7 @@ def main() -> None:
         rewrite_after=dict(type="bool", default=True),
         timeout=dict(type="int", default=300),
         data_dir=dict(type="path"),
+        host_data_dir=dict(type="path"),
         appenddirname=dict(type="str", default="appendonlydir"),
         appendfilename=dict(type="str", default="appendonly.aof"),
     )
