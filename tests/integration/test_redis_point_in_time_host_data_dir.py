@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_redis_host_data_dir import ContainerServer, container_redis, listening  # noqa: F401
+from test_redis_host_data_dir import (  # noqa: F401  # pylint: disable=unused-import
+    ContainerServer,
+    container_redis,
+    listening,
+)
 from test_redis_point_in_time import aof_server, keys, next_second
 from test_redis_snapshot_restore import _alive, no_traceback
 

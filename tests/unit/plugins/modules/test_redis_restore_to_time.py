@@ -93,7 +93,7 @@ def test_a_running_server_in_a_container_is_restored_in_host_data_dir(running, t
     settings, keyspace = mod.server_state(params(host_data_dir=str(tmp_path)), INFO, [])
     assert settings["dir"] == str(tmp_path) and settings["appendfilename"] == "appendonly.aof"
     assert keyspace == {"db0": {"keys": 2, "expires": 0, "avg_ttl": 0}}
-    settings, _ = mod.server_state(params(host_data_dir=str(tmp_path), data_dir=str(tmp_path)), INFO, [])
+    settings, _keyspace = mod.server_state(params(host_data_dir=str(tmp_path), data_dir=str(tmp_path)), INFO, [])
     assert settings["dir"] == str(tmp_path)
 
 
