@@ -34,6 +34,7 @@ from ansible_collections.runbook.stack.plugins.module_utils._redis import (
     busy_persisting,
     poll,
 )
+from ansible_collections.runbook.stack.plugins.module_utils._redis.persistence import rdb_ctime
 
 ARCHIVE_DIR = "redis-aof"
 INDEX = "index.json"
@@ -100,44 +101,6 @@ def read_manifest_file(aof_dir: str, appendfilename: str) -> tuple[str, list[Aof
 # ------------------------------------------------------------------------------------------------
 # timestamps
 # ------------------------------------------------------------------------------------------------
-
-
-def _rdb_string(data: bytes, pos: int) -> tuple[bytes, int]:
-    """One RDB string at ``pos`` (length-prefixed or integer-encoded) and the position after it."""
-    first = data[pos]
-    kind = first >> 6
-    if kind == 0:
-        n, pos = first & 0x3F, pos + 1
-    elif kind == 1:
-        n, pos = ((first & 0x3F) << 8) | data[pos + 1], pos + 2
-    elif first == 0x80:
-        n, pos = int.from_bytes(data[pos + 1 : pos + 5], "big"), pos + 5
-    elif first == 0x81:
-        n, pos = int.from_bytes(data[pos + 1 : pos + 9], "big"), pos + 9
-    elif kind == 3 and first & 0x3F in (0, 1, 2):
-        size = 1 << (first & 0x3F)
-        return str(int.from_bytes(data[pos + 1 : pos + 1 + size], "little", signed=True)).encode(), pos + 1 + size
-    else:
-        raise ValueError(f"unsupported string encoding 0x{first:02x}")
-    if pos + n > len(data):
-        raise ValueError("truncated")
-    return data[pos : pos + n], pos + n
-
-
-def rdb_ctime(head: bytes) -> int | None:
-    """The ``ctime`` auxiliary field (when the snapshot was taken) of an RDB file's first bytes."""
-    if not head.startswith(b"REDIS") or len(head) < 9:
-        return None
-    pos = 9
-    try:
-        while pos < len(head) and head[pos] == 0xFA:
-            key, pos = _rdb_string(head, pos + 1)
-            val, pos = _rdb_string(head, pos)
-            if key == b"ctime":
-                return int(val)
-    except (ValueError, IndexError):
-        return None
-    return None
 
 
 @dataclass
