@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import boto3
@@ -79,3 +81,35 @@ def test_run_module_returns_the_module_result(tmp_backup_root: Path):
     assert result["_rc"] == 1
     assert "Traceback" not in result["_stdout"] + result["_stderr"]
     assert tmp_backup_root.is_dir() and not any(tmp_backup_root.iterdir())
+
+
+def _reserved_ports() -> set[int]:
+    """net.ipv4.ip_local_reserved_ports as a set (its ranges expanded)."""
+    text = Path("/proc/sys/net/ipv4/ip_local_reserved_ports").read_text().strip()
+    ports: set[int] = set()
+    for part in filter(None, text.split(",")):
+        low, _, high = part.partition("-")
+        ports.update(range(int(low), int(high or low) + 1))
+    return ports
+
+
+@pytest.mark.skipif(
+    not os.access("/proc/sys/net/ipv4/ip_local_reserved_ports", os.W_OK), reason="needs root (a writable sysctl)"
+)
+def test_lab_ports_are_kept_out_of_the_client_port_range(lab):
+    """labctl up reserves the lab's ports: the kernel never picks them as a client's source port, so a
+    burst of test connections cannot hold one (also in TIME-WAIT) when a service restarts."""
+    ports = {lab["pg"]["login_port"], lab["redis"]["login_port"], 58000, 58333, 58443, 59333, 56399}
+    assert ports <= _reserved_ports()
+    # and the kernel honours it: a thousand source ports taken at once never include one of them
+    socks = []
+    try:
+        for _ in range(1000):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        taken = {s.getsockname()[1] for s in socks}
+    finally:
+        for sock in socks:
+            sock.close()
+    assert not taken & ports

@@ -106,7 +106,7 @@ def restore_args(server: ContainerServer, **extra) -> dict:
 
 def snapshot(module, server: ContainerServer, root: Path) -> dict:
     snap = module("redis_snapshot", host(server, dest=str(root)))
-    assert snap["_rc"] == 0, snap
+    assert snap["_rc"] == 0, (snap.get("msg"), server.log_tail(), snap)
     return snap
 
 

@@ -50,7 +50,7 @@ def snapped(module, redis_server, tmp_backup_root, request):  # noqa: F811
     seed(server)
     original = state(server)
     snap = module("redis_snapshot", server.args(dest=str(tmp_backup_root)))
-    assert snap["_rc"] == 0, snap
+    assert snap["_rc"] == 0, (snap.get("msg"), server.log_tail(), snap)
     damage(server)
     return server, snap, original, state(server)
 

@@ -99,7 +99,7 @@ def test_restore_killed_while_copying_is_finished_by_a_rerun(
     big = seed_big(server)
     original = state(server)
     snap = module("redis_snapshot", server.args(dest=str(tmp_backup_root)), timeout=300)
-    assert snap["_rc"] == 0, snap
+    assert snap["_rc"] == 0, (snap.get("msg"), server.log_tail(), snap)
     damage(server)
     server.client().set("damaged:marker", "written after the snapshot")
 
@@ -224,7 +224,7 @@ def test_failing_start_command_without_a_way_back_says_the_server_is_stopped(
     try:
         seed(server)
         snap = module("redis_snapshot", server.args(dest=str(tmp_backup_root)))
-        assert snap["_rc"] == 0, snap
+        assert snap["_rc"] == 0, (snap.get("msg"), server.log_tail(), snap)
         damage(server)
         damaged = state(server)
         res = restore(server.restore_args(path=snap["path"], start_command=["false"]))

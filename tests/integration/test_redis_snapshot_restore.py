@@ -115,6 +115,13 @@ class Server:
     def pid(self) -> int:
         return int(self.pidfile.read_text().strip())
 
+    def log_tail(self, lines: int = 15) -> str:
+        """The end of the server's own log: why it refused or stalled, for a failed assertion."""
+        try:
+            return "\n".join((self.dir / "redis.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(no log: {exc})"
+
     def stop(self) -> None:
         if self.pidfile.exists():
             self.pids.add(self.pid)
@@ -246,7 +253,7 @@ def test_round_trip_restores_every_key_type_and_ttl(module, redis_server, tmp_ba
     assert list(tmp_backup_root.iterdir()) == []  # check mode wrote nothing
 
     snap = module("redis_snapshot", server.args(dest=str(tmp_backup_root), method=method))
-    assert snap["_rc"] == 0, snap
+    assert snap["_rc"] == 0, (snap.get("msg"), server.log_tail(), snap)
     assert snap["changed"] is True and snap["method"] == method
     assert snap["dbsize"] == 416 and snap["keyspace"]["db0"]["keys"] == 208
     assert snap["keyspace"]["db0"]["expires"] == 2 and snap["keyspace_exact"] is True
@@ -429,7 +436,7 @@ def snapped(module, redis_server, tmp_backup_root):
     server = redis_server()
     seed(server)
     snap = module("redis_snapshot", server.args(dest=str(tmp_backup_root)))
-    assert snap["_rc"] == 0, snap
+    assert snap["_rc"] == 0, (snap.get("msg"), server.log_tail(), snap)
     damage(server)
     return server, snap, state(server)
 
