@@ -29,6 +29,7 @@ from test_redis_snapshot_restore import (
     kept_files,
     no_traceback,
     seed,
+    serve,
     set_dir,
     state,
 )
@@ -82,18 +83,7 @@ def container_redis(tmp_path):
     why = cannot_unshare(tmp_path)
     if why:
         pytest.skip(why)
-    servers: list[ContainerServer] = []
-
-    def start(aof: bool = False) -> ContainerServer:
-        server = ContainerServer(tmp_path, aof)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-    for server in servers:
-        assert not any(_alive(p) for p in server.pids), f"redis-server on port {server.port} is still running"
+    yield from serve(tmp_path, ContainerServer)
 
 
 def host(server: ContainerServer, **extra) -> dict:

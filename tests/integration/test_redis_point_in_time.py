@@ -60,28 +60,29 @@ def archive_files(root: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-@pytest.fixture
-def timeline(module, redis_server, tmp_path):  # noqa: F811
-    """A server with writes at T0, T1, T2 (distinct seconds), archived between them, with a rewrite
-    (archived before it) between T1 and T2. Returns (server, archive root, {T: key set at T})."""
-    server = aof_server(redis_server)
-    root = tmp_path / "archive"
+def write_timeline(module, server, root: Path, **archive_extra: Any):
+    """Writes at T0, T1, T2 (distinct seconds) on an AOF ``server``, archived into ``root`` between
+    them (``archive_extra``: more redis_aof_archive options), with a rewrite (archived before it)
+    between T1 and T2. Returns ({T: keys at T}, the last archive run)."""
+
+    def archive(**extra: Any) -> dict:
+        arch = module("redis_aof_archive", server.args(dest=str(root), **archive_extra, **extra))
+        assert arch["_rc"] == 0 and arch["changed"], arch
+        return arch
+
     c = server.client()
     states: dict[int, dict[bytes, bytes]] = {}
-
     t0 = next_second()
     c.mset({"a": "0", "b": "0", "gone": "x"})
     states[t0] = keys(server)
-    arch = module("redis_aof_archive", server.args(dest=str(root)))
-    assert arch["_rc"] == 0 and arch["changed"], arch
+    archive()
 
     t1 = next_second()
     c.set("a", "1")
     c.delete("gone")
     c.incr("counter")
     states[t1] = keys(server)
-    arch = module("redis_aof_archive", server.args(dest=str(root), rewrite=True))
-    assert arch["_rc"] == 0 and arch["changed"] and arch["rewritten"], arch
+    assert archive(rewrite=True)["rewritten"]
 
     t2 = next_second()
     c.set("a", "2")
@@ -89,10 +90,19 @@ def timeline(module, redis_server, tmp_path):  # noqa: F811
     c.incr("counter")
     states[t2] = keys(server)
     next_second()  # the archive holds whole seconds before the run
-    arch = module("redis_aof_archive", server.args(dest=str(root)))
-    assert arch["_rc"] == 0 and arch["changed"], arch
+    arch = archive()
     c.close()
     assert len({json.dumps(sorted(s.items()), default=repr) for s in states.values()}) == 3
+    return states, arch
+
+
+@pytest.fixture
+def timeline(module, redis_server, tmp_path):  # noqa: F811
+    """A server with writes at T0, T1, T2 (:func:`write_timeline`). Returns (server, archive root,
+    {T: key set at T}, the last archive run)."""
+    server = aof_server(redis_server)
+    root = tmp_path / "archive"
+    states, arch = write_timeline(module, server, root)
     return server, root, states, arch
 
 

@@ -23,7 +23,7 @@ from test_redis_host_data_dir import (  # noqa: F401  # pylint: disable=unused-i
     container_redis,
     listening,
 )
-from test_redis_point_in_time import aof_server, keys, next_second
+from test_redis_point_in_time import aof_server, keys, write_timeline
 from test_redis_snapshot_restore import _alive, no_traceback
 
 
@@ -36,38 +36,13 @@ def listing(server: ContainerServer) -> dict[str, int]:
     return out
 
 
-def archive(module, server: ContainerServer, root: Path, **extra: Any) -> dict:
-    res = module("redis_aof_archive", server.args(dest=str(root), data_dir=str(server.dir), **extra))
-    assert res["_rc"] == 0 and res["changed"], res
-    return res
-
-
 @pytest.fixture
 def container_timeline(module, container_redis, tmp_path):  # noqa: F811
-    """A server in a "container" with writes at T0, T1, T2 (distinct seconds), archived between them,
-    with a rewrite between T1 and T2. Returns (server, archive root, {T: keys at T}, last archive run)."""
+    """A server in a "container" with writes at T0, T1, T2 (:func:`write_timeline`), archived through
+    the host directory. Returns (server, archive root, {T: keys at T}, last archive run)."""
     server = aof_server(container_redis)
     root = tmp_path / "archive"
-    c = server.client()
-    states: dict[int, dict[bytes, bytes]] = {}
-    t0 = next_second()
-    c.mset({"a": "0", "b": "0", "gone": "x"})
-    states[t0] = keys(server)
-    archive(module, server, root)
-    t1 = next_second()
-    c.set("a", "1")
-    c.delete("gone")
-    c.incr("counter")
-    states[t1] = keys(server)
-    archive(module, server, root, rewrite=True)
-    t2 = next_second()
-    c.set("a", "2")
-    c.set("b", "2")
-    c.incr("counter")
-    states[t2] = keys(server)
-    next_second()
-    last = archive(module, server, root)
-    c.close()
+    states, last = write_timeline(module, server, root, data_dir=str(server.dir))
     assert server.client().config_get("dir") == {"dir": str(server.server_dir)}
     assert not server.server_dir.exists()  # the container's path: not on this host
     return server, root, states, last

@@ -133,13 +133,13 @@ class Server:
             time.sleep(0.05)
 
 
-@pytest.fixture
-def redis_server(tmp_path):
-    """``redis_server(aof=False)`` -> a running Server; all of them are killed afterwards."""
+def serve(base: Path, kind: type[Server] = Server):
+    """The body of a server fixture: yields ``start(aof=False)`` -> a running ``kind`` (directory under
+    ``base``); every one started is killed afterwards, and the teardown fails if one survives."""
     servers: list[Server] = []
 
     def start(aof: bool = False) -> Server:
-        server = Server(tmp_path, aof)
+        server = kind(base, aof)
         servers.append(server)
         return server
 
@@ -148,6 +148,12 @@ def redis_server(tmp_path):
         server.stop()
     for server in servers:
         assert not any(_alive(p) for p in server.pids), f"redis-server on port {server.port} is still running"
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """``redis_server(aof=False)`` -> a running Server; all of them are killed afterwards."""
+    yield from serve(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------
