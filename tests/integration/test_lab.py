@@ -88,7 +88,7 @@ def _reserved_ports() -> set[int]:
     text = Path("/proc/sys/net/ipv4/ip_local_reserved_ports").read_text().strip()
     ports: set[int] = set()
     for part in filter(None, text.split(",")):
-        low, _, high = part.partition("-")
+        low, _dash, high = part.partition("-")
         ports.update(range(int(low), int(high or low) + 1))
     return ports
 
@@ -104,7 +104,7 @@ def test_lab_ports_are_kept_out_of_the_client_port_range(lab):
     # and the kernel honours it: a thousand source ports taken at once never include one of them
     socks = []
     try:
-        for _ in range(1000):
+        for _attempt in range(1000):
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
             socks.append(sock)
