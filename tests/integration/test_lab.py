@@ -9,6 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 import redis
+import yaml
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from conftest import ROOT, psql, run_module
@@ -99,7 +100,10 @@ def _reserved_ports() -> set[int]:
 def test_lab_ports_are_kept_out_of_the_client_port_range(lab):
     """labctl up reserves the lab's ports: the kernel never picks them as a client's source port, so a
     burst of test connections cannot hold one (also in TIME-WAIT) when a service restarts."""
-    ports = {lab["pg"]["login_port"], lab["redis"]["login_port"], 58000, 58333, 58443, 59333, 56399}
+    env = lab["env"]
+    restore_test = yaml.safe_load((ROOT / "inventories/lab/group_vars/all.yml").read_text())["restore_test_redis_port"]
+    ports = {int(env[k]) for k in ("PGPORT", "REDIS_PORT", "LAB_APP_PORT", "LAB_PROXY_PORT", "LAB_S3_HTTPS_PORT")}
+    ports |= {int(env["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]), restore_test}
     assert ports <= _reserved_ports()
     # and the kernel honours it: a thousand source ports taken at once never include one of them
     socks = []
